@@ -1,0 +1,1 @@
+"""vidgen: video-diffusion research monorepo."""
