@@ -1,0 +1,19 @@
+"""Methods: LightningModules on the shared DiffusionModule, looked up by `method.name`."""
+
+from __future__ import annotations
+
+import importlib
+
+from vidgen.errors import ConfigError
+
+# name -> "module:Class"; methods add themselves here (JDM, InstanceV, Ingredients, STIV).
+METHODS = {
+    "finetune": "vidgen.methods.finetune:FineTuneModule",
+}
+
+
+def method_class(name: str):
+    if name not in METHODS:
+        raise ConfigError(f"method={name}: no such method. Valid values: {', '.join(sorted(METHODS))}")
+    module, cls = METHODS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

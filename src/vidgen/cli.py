@@ -1,0 +1,79 @@
+"""`vidgen` = train | sample | profile | backbones | precompute.
+
+train/sample/profile take Hydra overrides (`exp=NAME key=value ...`); user errors print one
+message naming the bad value and the fix, and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: vidgen <command> [args]
+
+commands:
+  train exp=NAME [overrides...]            train (resumes in an existing run folder)
+  sample exp=NAME ckpt=PATH prompt="..."   sample a clip and write an mp4 [out=PATH] [overrides...]
+  profile exp=NAME [--json] [--time]       parameters, forward FLOPs and overhead vs. the backbone
+  backbones [--json]                       the backbone registry
+  precompute --vae PATH --text-encoder PATH --videos DIR --annotations FILE --out DIR
+"""
+
+
+def _backbones(argv: list[str]) -> int:
+    import json
+
+    from vidgen.backbones import backbone_table
+
+    rows = backbone_table()
+    if "--json" in argv:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ("name", "family", "params", "latent_channels", "objective", "text_encoder", "vae")
+    table = Table(title="vidgen backbones")
+    for col in columns:
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for r in rows:
+        table.add_row(*(f"{r[c]:,}" if c == "params" else str(r[c]) for c in columns))
+    Console().print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    from vidgen.errors import VidgenError
+
+    try:
+        if command == "train":
+            from vidgen.train import main as train_main
+
+            return train_main(rest)
+        if command == "sample":
+            from vidgen.sampling import main as sample_main
+
+            return sample_main(rest)
+        if command == "profile":
+            from vidgen.profile import main as profile_main
+
+            return profile_main(rest)
+        if command == "backbones":
+            return _backbones(rest)
+        if command == "precompute":
+            from vidgen.data.precompute import main as precompute_main
+
+            return precompute_main(rest)
+    except VidgenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

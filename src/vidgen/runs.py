@@ -1,0 +1,181 @@
+"""The run folder: resolved config, checkpoints, metrics.csv, summary.json and the W&B run.
+
+    <run.dir>/config.yaml              resolved config of the latest (re)start
+    <run.dir>/checkpoints/last.ckpt    + checkpoints/step=N.ckpt every train.checkpoint_every steps
+    <run.dir>/metrics.csv              one row per optimizer step: step, train/loss, lr, ...
+    <run.dir>/summary.json             exp, status, global_step, world_size, train/loss, restarts, ...
+    <run.dir>/wandb_id                 the W&B run id, fixed for the folder's lifetime
+    <run.dir>/wandb/                   the W&B run files (offline unless logger.wandb.online)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import secrets
+import string
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(cfg: DictConfig) -> Path:
+    run_dir = Path(cfg.run.dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return run_dir
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """A W&B id fixed per run folder, so a resumed run continues the same W&B run."""
+    path = Path(run_dir) / "wandb_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    _atomic_write_text(path, run_id)
+    return run_id
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file and rename: a crash never leaves a half-written one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class RunRecorder(L.Callback):
+    """Writes metrics.csv (one row per optimizer step) and summary.json; counts restarts."""
+
+    def __init__(self, run_dir: Path, exp: str, extra_summary: dict[str, Any] | None = None):
+        self.run_dir = Path(run_dir)
+        self.exp = exp
+        self.extra_summary = dict(extra_summary or {})
+        self.restarts = 0
+        self._losses: list[torch.Tensor] = []
+        self._last: dict[str, float] = {}
+        self._started = time.time()
+
+    # -- checkpoint state: the restart counter travels with the checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return {"restarts": self.restarts}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restarts = int(state_dict.get("restarts", 0)) + 1  # loading a checkpoint = a restart
+
+    # -- files
+    def _write_summary(self, trainer: L.Trainer, status: str, error: str | None = None) -> None:
+        if not trainer.is_global_zero:
+            return
+        summary = {
+            "exp": self.exp,
+            "status": status,
+            "global_step": int(trainer.global_step),
+            "max_steps": int(trainer.max_steps),
+            "world_size": int(trainer.world_size),
+            "num_nodes": int(trainer.num_nodes),
+            "restarts": self.restarts,
+            "wall_time_s": round(time.time() - self._started, 3),
+            **self.extra_summary,
+            **self._last,
+        }
+        if error:
+            summary["error"] = error
+        _atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows after the step we resume from: no step appears twice in metrics.csv."""
+        rows = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
+        path = self.run_dir / METRICS_FILE
+        if path.is_file():
+            with path.open() as f:
+                header = next(csv.reader(f), None)
+            self._write_rows(header or ["step", "train/loss", "lr"], rows, mode="w")
+
+    def _write_rows(self, header: list[str], rows: list[dict[str, float]], mode: str) -> None:
+        path = self.run_dir / METRICS_FILE
+        new = mode == "w" or not path.is_file()
+        with path.open(mode if not new else "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (int(v) if k == "step" else repr(v)) for k, v in row.items()})
+
+    # -- hooks
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._truncate_metrics(trainer.global_step)
+        self._write_summary(trainer, "running")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._losses.append(loss.detach().float())
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
+            return
+        step_loss = torch.stack(self._losses).mean()
+        self._losses.clear()
+        step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
+        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
+        self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
+        if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            self._write_rows(list(row), [row], mode="a")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        self._write_summary(trainer, "completed" if done else "interrupted")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+        self._write_summary(trainer, "interrupted" if interrupted else "failed", error=repr(exception)[:2000])
+
+
+class StepProgressBar(RichProgressBar):
+    """Training is step-based over an infinite sampler: show steps, not a meaningless epoch count."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "train"

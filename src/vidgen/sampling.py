@@ -1,0 +1,109 @@
+"""`vidgen sample exp=NAME ckpt=PATH prompt="..." [out=PATH] [overrides]`: write an mp4.
+
+The checkpoint's `state_dict` is loaded with `weights_only=True` (with EMA on, Lightning stores
+the averaged weights there). The prompt is encoded by the data's text encoder (the shapes
+world's caption embedder, or a local text-encoder folder for shards) and the latents are decoded
+by the data's codec (the shapes codec or a local VAE folder).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vidgen.backbones import get_backbone
+from vidgen.config import load_config
+from vidgen.errors import ConfigError, VidgenError
+from vidgen.methods import method_class
+from vidgen.runs import last_checkpoint
+from vidgen.train import build_datamodule, data_resolution
+
+SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "steps", "guidance_scale", "seed")
+
+
+def expand_shorthands(argv: list[str]) -> list[str]:
+    """`ckpt=PATH` -> `sample.ckpt=PATH` etc.; quotes the prompt for Hydra's parser."""
+    out = []
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if sep and key in SHORTHANDS:
+            key = f"sample.{key}"
+        if sep and key in ("sample.prompt", "sample.negative_prompt", "sample.ckpt", "sample.out"):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        out.append(f"{key}{sep}{value}" if sep else item)
+    return out
+
+
+def load_weights(module: torch.nn.Module, ckpt: Path) -> None:
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"{ckpt}: checkpoint does not match the model of this config "
+            f"(missing {len(missing)} keys e.g. {missing[:3]}, unexpected {len(unexpected)} e.g. {unexpected[:3]}); "
+            "sample with the same exp/preset/backbone overrides the checkpoint was trained with"
+        )
+
+
+def sample(cfg: DictConfig) -> Path:
+    spec = get_backbone(cfg.backbone.name)
+    ckpt = cfg.sample.ckpt or last_checkpoint(Path(cfg.run.dir))
+    if ckpt is None:
+        raise ConfigError(f"no checkpoint given and none in {cfg.run.dir}/checkpoints; pass ckpt=PATH")
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise ConfigError(f"ckpt={ckpt}: file not found; pass the path of a .ckpt written by `vidgen train`")
+    cfg = OmegaConf.merge(cfg, {"backbone": {"init": "random", "weights": None}})  # weights come from ckpt
+    module = method_class(cfg.method.name)(cfg)
+    load_weights(module, ckpt)
+    module.eval()
+    datamodule = build_datamodule(cfg, spec, micro_batch_size=1)
+    encoder, codec = datamodule.text_encoder(), datamodule.codec()
+    embeds, mask = encoder.encode([str(cfg.sample.prompt)])
+    null_embeds, null_mask = encoder.encode([str(cfg.sample.negative_prompt)])
+    frames, height, width = data_resolution(cfg, spec)
+    image_latents = None
+    if spec.image_condition:
+        if cfg.data.name != "shapes":
+            raise ConfigError(f"{spec.name} is image-conditioned; sampling it needs data=shapes (first frame of clip 0)")
+        image_latents = datamodule.dataset[0].image_latents[None]
+    latents = module.generate(
+        embeds,
+        mask,
+        null_embeds,
+        null_mask,
+        latent_shape=spec.latent_shape(frames, height, width),
+        steps=int(cfg.sample.steps),
+        guidance=str(cfg.sample.guidance),
+        guidance_scale=float(cfg.sample.guidance_scale),
+        seed=int(cfg.sample.seed),
+        image_latents=image_latents,
+    )
+    video = codec.decode(latents.float()).clamp(-1, 1)
+    out = cfg.sample.out
+    if not out:
+        slug = re.sub(r"[^a-z0-9]+", "-", str(cfg.sample.prompt).lower()).strip("-")[:48] or "empty"
+        out = Path(cfg.run.dir) / "samples" / f"{slug}-seed{int(cfg.sample.seed)}.mp4"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from vidgen.data.video_io import write_video
+
+    write_video(out, video[0], fps=8)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(expand_shorthands(argv))
+        out = sample(cfg)
+    except VidgenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,220 @@
+"""`vidgen train exp=NAME [overrides]` == `python -m vidgen.train exp=NAME [overrides]`.
+
+Builds the method, the data and a Lightning Trainer from the composed config, and trains in the
+run folder, resuming from its last checkpoint when there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vidgen.backbones import BackboneSpec, get_backbone
+from vidgen.config import load_config
+from vidgen.data.sample import check_fields
+from vidgen.errors import ConfigError, VidgenError
+from vidgen.methods import method_class
+from vidgen.optim import accumulation_steps
+from vidgen.runs import (
+    AtomicCheckpointIO,
+    RunRecorder,
+    StepProgressBar,
+    last_checkpoint,
+    prepare_run_dir,
+    wandb_run_id,
+)
+
+
+def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]:
+    """(frames, height, width) in pixels: the data config, else the backbone's for its size."""
+    tiny = cfg.backbone.size == "tiny"
+    default = (
+        (spec.tiny_frames, spec.tiny_height, spec.tiny_width)
+        if tiny
+        else (spec.default_frames, spec.default_height, spec.default_width)
+    )
+    given = (cfg.data.get("frames"), cfg.data.get("height"), cfg.data.get("width"))
+    return tuple(int(g) if g is not None else d for g, d in zip(given, default))
+
+
+def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int | None = None):
+    d = cfg.data
+    micro = int(micro_batch_size or cfg.train.micro_batch_size)
+    size = cfg.backbone.size
+    if d.name == "shapes":
+        from vidgen.data.shapes_datamodule import ShapesDataModule
+
+        frames, height, width = data_resolution(cfg, spec)
+        return ShapesDataModule(
+            num_clips=int(d.num_clips),
+            frames=frames,
+            height=height,
+            width=width,
+            latent_channels=spec.latent_channels,
+            vae_scale=tuple(spec.vae_scale),
+            text_dim=spec.text_dim_for(size),
+            text_len=spec.text_len_for(size),
+            max_instances=int(d.max_instances),
+            image_condition=True,
+            seed=int(d.seed),
+            micro_batch_size=micro,
+            num_workers=int(d.num_workers),
+        )
+    if d.name == "shards":
+        from vidgen.data.datamodule import ShardDataModule
+
+        return ShardDataModule(
+            root=d.root,
+            text_encoder_path=d.text_encoder,
+            vae_path=d.vae,
+            backbone=spec.name,
+            micro_batch_size=micro,
+            seed=int(d.seed),
+            num_workers=int(d.num_workers),
+            max_instances=int(d.max_instances),
+        )
+    raise ConfigError(f"data={d.name}: no such data source. Valid values: shapes, shards")
+
+
+def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
+    t = cfg.trainer
+    accelerator = t.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu")
+    devices = t.devices
+    if devices == "auto":
+        devices = torch.cuda.device_count() if accelerator == "gpu" else 1
+    return accelerator, devices, int(t.num_nodes)
+
+
+def _strategy(cfg: DictConfig, world_size: int):
+    s = cfg.strategy
+    if s.name == "ddp":
+        if world_size == 1:
+            return "auto"
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=bool(s.find_unused_parameters))
+    raise ConfigError(f"strategy={s.name}: no such strategy. Valid values: ddp")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
+    accelerator, devices, num_nodes = _accelerator(cfg)
+    n_devices = devices if isinstance(devices, int) else len(devices)
+    world_size = n_devices * num_nodes
+    accumulate = accumulation_steps(int(cfg.train.global_batch_size), int(cfg.train.micro_batch_size), world_size)
+    precision = cfg.trainer.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="{step}",
+            every_n_train_steps=int(cfg.train.checkpoint_every),
+            save_top_k=-1,
+            save_last=True,
+        ),
+        RunRecorder(run_dir, exp, extra_summary={"backbone": cfg.backbone.name, "method": cfg.method.name}),
+        StepProgressBar(),
+    ]
+    loggers: list[Any] = []
+    wb = cfg.logger.wandb
+    if wb.enabled:
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(
+            WandbLogger(
+                project=wb.project,
+                entity=wb.entity,
+                name=f"{exp}/{cfg.run.name}",
+                id=wandb_run_id(run_dir),
+                resume="allow",
+                save_dir=str(run_dir),
+                offline=not wb.online,
+                tags=list(wb.tags),
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.train.ema.enabled:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(
+            EMAWeightAveraging(decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every))
+        )
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=_strategy(cfg, world_size),
+        precision=precision,
+        max_steps=int(cfg.train.max_steps),
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=float(cfg.train.grad_clip) or None,
+        log_every_n_steps=int(cfg.train.log_every),
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # the datamodule's resumable sampler shards by rank itself
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        deterministic=bool(cfg.trainer.deterministic),
+    )
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train one run; returns the run folder."""
+    spec = get_backbone(cfg.backbone.name)
+    run_dir = prepare_run_dir(cfg)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    module_cls = method_class(cfg.method.name)
+    datamodule = build_datamodule(cfg, spec)
+    check_fields(module_cls.required_fields, datamodule.available_fields, source=f"data={cfg.data.name}")
+    module = module_cls(cfg)
+    module.set_null_text(*datamodule.null_text())
+    trainer = build_trainer(cfg, run_dir, cfg.exp_name)
+    ckpt = last_checkpoint(run_dir)
+    if ckpt is not None and trainer.is_global_zero:
+        print(f"resuming from {ckpt}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=False)
+    return run_dir
+
+
+def quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries()
+    try:
+        cfg = load_config(argv)
+        run_dir = train(cfg)
+    except VidgenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
