@@ -169,9 +169,6 @@ def test_lightning_resume_continues_data_order(tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-        def transfer_batch_to_device(self, batch, device, dataloader_idx):
-            return batch.to(device)
-
     def trainer(steps):
         return L.Trainer(
             max_steps=steps,

@@ -105,3 +105,18 @@ def test_ema_weights_are_what_the_checkpoint_holds(smoke, tmp_path):
     assert "current_model_state" in ckpt  # Lightning's EMAWeightAveraging: state_dict holds the average
     key = next(k for k in ckpt["state_dict"] if k.startswith("model."))
     assert not torch.equal(ckpt["state_dict"][key], ckpt["current_model_state"][key])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(smoke):
+    torch.manual_seed(0)
+    plain = DiffusionModule(load_config(smoke("backbone=wan2.1-1.3b")))
+    ckpt = DiffusionModule(load_config(smoke("backbone=wan2.1-1.3b", "backbone.gradient_checkpointing=true")))
+    ckpt.model.load_state_dict(plain.model.state_dict())
+    assert ckpt.model.model.gradient_checkpointing and not plain.model.model.gradient_checkpointing
+    inputs = DiffusionModule.example_inputs(plain.spec, "tiny", 9, 64, 64, model=plain.model, batch=2)
+    grads = []
+    for module in (plain, ckpt):
+        module.model.zero_grad()
+        module.model(**inputs).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in module.model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1])

@@ -100,7 +100,7 @@ class ResumableSampler(DistributedSampler):
                 self.consumed = position + 1
                 position += 1
                 yield indices[i]
-            offset = 1
+            offset = 0
             epoch += 1
 
     def state_dict(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def counts_to_string(counts: list[int]) -> str:
     out: list[str] = []
     for i, count in enumerate(counts):
         x = int(count)
-        if i >= 2:  # pycocotools quirk: deltas start at index 3, not 2
+        if i > 2:  # pycocotools quirk: deltas start at index 3, not 2
             x -= int(counts[i - 2])
         more = True
         while more:

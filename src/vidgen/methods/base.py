@@ -42,6 +42,7 @@ class DiffusionModule(L.LightningModule):
         self.cfg = OmegaConf.create(_plain(cfg))
         self.spec: BackboneSpec = get_backbone(self.cfg.backbone.name)
         self.model = model if model is not None else self.build_model(self.cfg, self.spec)
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
         self.objective = make_objective(
             self.spec.objective, self.spec.scheduler_cls, self.spec.scheduler_config, **_plain(self.cfg.objective)
         )
