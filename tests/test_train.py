@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vidgen.config import load_config
+from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.runs import read_metrics, read_summary
 from vidgen.train import build_trainer, train
@@ -120,3 +121,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(smoke):
         module.model(**inputs).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in module.model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_resume_refuses_to_stretch_a_step_bound_schedule(smoke, tmp_path):
+    run = tmp_path / "onecycle"
+    train(load_config(smoke("logger=none", "schedule=onecycle", "train.max_steps=2", run_dir=run)))
+    with pytest.raises(ConfigError, match="train.max_steps=2"):
+        train(load_config(smoke("logger=none", "schedule=onecycle", "train.max_steps=4", run_dir=run)))
+    assert read_summary(run)["status"] == "completed"  # the finished run's summary is kept

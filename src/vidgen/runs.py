@@ -98,6 +98,7 @@ class RunRecorder(L.Callback):
         self._losses: list[torch.Tensor] = []
         self._last: dict[str, float] = {}
         self._started = time.time()
+        self._training = False  # set once the loop runs: a failure while restoring keeps the old summary
 
     # -- checkpoint state: the restart counter travels with the checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -149,6 +150,7 @@ class RunRecorder(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self._truncate_metrics(trainer.global_step)
+        self._training = True
         self._write_summary(trainer, "running")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -170,6 +172,8 @@ class RunRecorder(L.Callback):
         self._write_summary(trainer, "completed" if done else "interrupted")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not self._training:
+            return
         interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
         self._write_summary(trainer, "interrupted" if interrupted else "failed", error=repr(exception)[:2000])
 

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from vidgen.backbones import BackboneSpec, build_backbone, get_backbone
 from vidgen.data.sample import VideoBatch
 from vidgen.diffusion import make_guidance, make_objective, make_scheduler, sample_latents
+from vidgen.errors import ConfigError
 from vidgen.optim import build_lr_schedule, build_optimizer
 
 
@@ -138,6 +139,22 @@ class DiffusionModule(L.LightningModule):
         sched_cfg = dict(_plain(self.cfg.schedule))
         scheduler, interval = build_lr_schedule(optimizer, max_steps=int(self.cfg.train.max_steps), **sched_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    # Schedules whose shape depends on train.max_steps cannot be stretched when a run is resumed.
+    _STEP_BOUND_SCHEDULES = ("onecycle", "cosine_with_restarts")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vidgen"] = {"max_steps": int(self.cfg.train.max_steps), "schedule": str(self.cfg.schedule.name)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("vidgen", {})
+        now = int(self.cfg.train.max_steps)
+        if saved.get("schedule") in self._STEP_BOUND_SCHEDULES and saved.get("max_steps") not in (None, now):
+            raise ConfigError(
+                f"this run folder was trained with schedule={saved['schedule']} over train.max_steps="
+                f"{saved['max_steps']}; resuming with train.max_steps={now} would break the schedule. "
+                f"Resume with train.max_steps={saved['max_steps']}, or start a new run (run.dir=...)"
+            )
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
