@@ -450,3 +450,15 @@ def test_shard_datamodule_workers_keep_order(tmp_path):
         assert torch.equal(a.latents, b.latents)
         assert torch.equal(a.instances.masks, b.instances.masks)
         assert a.instances.prompts == b.instances.prompts
+
+
+def test_method_extras_round_trip(tmp_path):
+    samples = [make_sample(i) for i in range(3)]
+    for i, s in enumerate(samples):
+        s.extras = {"jdm/mask_latents": torch.full((2, 4, 2, 3, 3), float(i)), "jdm/cmi": torch.tensor(0.5 * i)}
+    ds = ShardDataset(write(tmp_path / "ds", samples))
+    for i in range(3):
+        got = ds[i].extras
+        assert set(got) == {"jdm/mask_latents", "jdm/cmi"}
+        assert torch.equal(got["jdm/mask_latents"], samples[i].extras["jdm/mask_latents"])
+        assert float(got["jdm/cmi"]) == 0.5 * i

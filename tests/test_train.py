@@ -129,3 +129,14 @@ def test_resume_refuses_to_stretch_a_step_bound_schedule(smoke, tmp_path):
     with pytest.raises(ConfigError, match="train.max_steps=2"):
         train(load_config(smoke("logger=none", "schedule=onecycle", "train.max_steps=4", run_dir=run)))
     assert read_summary(run)["status"] == "completed"  # the finished run's summary is kept
+
+
+def test_evaluation_every_n_steps_lands_in_eval_csv_and_summary(smoke, tmp_path, monkeypatch):
+    from vidgen.eval.callback import read_eval
+
+    monkeypatch.setattr(DiffusionModule, "evaluate", lambda self, dm: {"score": float(self.global_step) / 10})
+    run = tmp_path / "eval"
+    train(load_config(smoke("logger=none", "train.eval_every=3", "train.max_steps=7", run_dir=run)))
+    assert [(int(r["step"]), r["score"]) for r in read_eval(run)] == [(3, 0.3), (6, 0.6), (7, 0.7)]
+    summary = read_summary(run)
+    assert summary["eval/score"] == 0.7 and summary["eval/step"] == 7

@@ -16,7 +16,23 @@ commands:
   profile exp=NAME [--json] [--time]       parameters, forward FLOPs and overhead vs. the backbone
   backbones [--json]                       the backbone registry
   precompute --vae PATH --text-encoder PATH --videos DIR --annotations FILE --out DIR
+  export ckpt=PATH out=DIR                 consolidate a (ZeRO) checkpoint into safetensors / diffusers
+  sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
+  report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
+  jdm cmi|filter|combos ...                JDM data tools
 """
+
+# Commands implemented in their own packages: name -> "module:function(argv) -> int".
+COMMANDS = {
+    "train": "vidgen.train:main",
+    "sample": "vidgen.sampling:main",
+    "profile": "vidgen.profile:main",
+    "precompute": "vidgen.data.precompute:main",
+    "export": "vidgen.export:main",
+    "sweep": "vidgen.sweeps.cli:main",
+    "report": "vidgen.report.cli:main",
+    "jdm": "vidgen.methods.jdm.cli:main",
+}
 
 
 def _backbones(argv: list[str]) -> int:
@@ -50,24 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     from vidgen.errors import VidgenError
 
     try:
-        if command == "train":
-            from vidgen.train import main as train_main
-
-            return train_main(rest)
-        if command == "sample":
-            from vidgen.sampling import main as sample_main
-
-            return sample_main(rest)
-        if command == "profile":
-            from vidgen.profile import main as profile_main
-
-            return profile_main(rest)
         if command == "backbones":
             return _backbones(rest)
-        if command == "precompute":
-            from vidgen.data.precompute import main as precompute_main
+        if command in COMMANDS:
+            import importlib
 
-            return precompute_main(rest)
+            module, func = COMMANDS[command].split(":")
+            return getattr(importlib.import_module(module), func)(rest)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

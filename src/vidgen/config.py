@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from vidgen.errors import ConfigError
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("backbone", "method", "data", "optim", "schedule", "trainer", "strategy", "logger", "exp", "preset")
+GROUPS = ("backbone", "method", "data", "optim", "schedule", "trainer", "strategy", "logger", "exp", "variant", "preset")
 
 
 def group_options(group: str) -> list[str]:

@@ -77,14 +77,14 @@ def sample(cfg: DictConfig) -> Path:
         mask,
         null_embeds,
         null_mask,
-        latent_shape=spec.latent_shape(frames, height, width),
+        latent_shape=module.latent_shape(frames, height, width),
         steps=int(cfg.sample.steps),
         guidance=str(cfg.sample.guidance),
         guidance_scale=float(cfg.sample.guidance_scale),
         seed=int(cfg.sample.seed),
         image_latents=image_latents,
     )
-    video = codec.decode(latents.float()).clamp(-1, 1)
+    video = module.decode_sample(latents, codec)
     out = cfg.sample.out
     if not out:
         slug = re.sub(r"[^a-z0-9]+", "-", str(cfg.sample.prompt).lower()).strip("-")[:48] or "empty"

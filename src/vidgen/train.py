@@ -21,6 +21,7 @@ from vidgen.backbones import BackboneSpec, get_backbone
 from vidgen.config import load_config
 from vidgen.data.sample import check_fields
 from vidgen.errors import ConfigError, VidgenError
+from vidgen.eval.callback import EvalCallback
 from vidgen.methods import method_class
 from vidgen.optim import accumulation_steps
 from vidgen.runs import (
@@ -31,6 +32,7 @@ from vidgen.runs import (
     prepare_run_dir,
     wandb_run_id,
 )
+from vidgen.strategies import build_strategy
 
 
 def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]:
@@ -97,17 +99,6 @@ def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
     return accelerator, devices, int(t.num_nodes)
 
 
-def _strategy(cfg: DictConfig, world_size: int):
-    s = cfg.strategy
-    if s.name == "ddp":
-        if world_size == 1:
-            return "auto"
-        from lightning.pytorch.strategies import DDPStrategy
-
-        return DDPStrategy(find_unused_parameters=bool(s.find_unused_parameters))
-    raise ConfigError(f"strategy={s.name}: no such strategy. Valid values: ddp")
-
-
 def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     accelerator, devices, num_nodes = _accelerator(cfg)
     n_devices = devices if isinstance(devices, int) else len(devices)
@@ -127,6 +118,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
             save_top_k=-1,
             save_last=True,
         ),
+        # Evaluation runs before the recorder so the final summary.json holds its metrics.
+        EvalCallback(run_dir, every=int(cfg.train.eval_every), at_end=bool(cfg.train.eval_at_end)),
         RunRecorder(run_dir, exp, extra_summary={"backbone": cfg.backbone.name, "method": cfg.method.name}),
         StepProgressBar(),
     ]
@@ -160,7 +153,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
-        strategy=_strategy(cfg, world_size),
+        strategy=build_strategy(cfg, world_size),
         precision=precision,
         max_steps=int(cfg.train.max_steps),
         accumulate_grad_batches=accumulate,
@@ -186,6 +179,7 @@ def train(cfg: DictConfig) -> Path:
     module_cls = method_class(cfg.method.name)
     datamodule = build_datamodule(cfg, spec)
     check_fields(module_cls.required_fields, datamodule.available_fields, source=f"data={cfg.data.name}")
+    datamodule.transform = module_cls.sample_transform(cfg, datamodule)  # before the dataset is built
     module = module_cls(cfg)
     module.set_null_text(*datamodule.null_text())
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)

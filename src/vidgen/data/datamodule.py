@@ -9,6 +9,7 @@ sees exactly the data order of an uninterrupted run, even mid-epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,22 @@ from vidgen.data.protocols import LatentCodec, TextEncoder
 from vidgen.data.resumable_sampler import ResumableSampler
 from vidgen.data.sample import FIELDS, VideoSample, collate
 from vidgen.errors import ConfigError, DataError
+
+
+class TransformedDataset(Dataset):
+    """Applies a method's per-sample transform on access (the base dataset keeps its cache)."""
+
+    def __init__(self, base: Dataset[VideoSample], transform: Callable[[VideoSample], VideoSample]):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> VideoSample:
+        return self.transform(self.base[index])
+
+    def __getattr__(self, name: str):  # e.g. ShapesDataset.clip(i)
+        return getattr(self.__dict__["base"], name)
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -52,6 +69,9 @@ class VideoDataModule(L.LightningDataModule):
         self.val_samples = int(val_samples)
         self._dataset: Dataset | None = None
         self.train_sampler: ResumableSampler | None = None
+        # Set by the method before training (DiffusionModule.sample_transform): derives the
+        # method's extra tensors (VideoSample.extras) from a sample, e.g. JDM's mask combinations.
+        self.transform: Callable[[VideoSample], VideoSample] | None = None
 
     # -- to implement ---------------------------------------------------------------------
 
@@ -76,13 +96,16 @@ class VideoDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._dataset is None:
-            self._dataset = self.build_dataset()
+            self._dataset = self._with_transform(self.build_dataset())
             n = len(self._dataset)
             if self.val_samples >= n:
                 raise ConfigError(
                     f"data.val_samples={self.val_samples} leaves no training samples "
                     f"(the dataset has {n}); lower data.val_samples"
                 )
+
+    def _with_transform(self, dataset: Dataset[VideoSample]) -> Dataset[VideoSample]:
+        return dataset if self.transform is None else TransformedDataset(dataset, self.transform)
 
     @property
     def dataset(self) -> Dataset[VideoSample]:

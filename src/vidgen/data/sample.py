@@ -88,6 +88,9 @@ class VideoSample:
     regions: Regions | None = None
     faces: Faces | None = None
     micro: MicroConditions | None = None
+    # Method-specific tensors derived from the annotations (precomputed in shards or by the
+    # method's sample transform), keyed "<method>/<name>", e.g. "jdm/mask_latents".
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def available_fields(self) -> set[str]:
         return sample_fields(self)
@@ -204,6 +207,7 @@ class VideoBatch:
     regions: GroupBatch | None = None
     faces: GroupBatch | None = None
     micro: dict[str, Tensor] | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -227,6 +231,7 @@ class VideoBatch:
             regions=move(self.regions),
             faces=move(self.faces),
             micro=move(self.micro),
+            extras={k: v.to(device) for k, v in self.extras.items()},
         )
 
 
@@ -252,4 +257,11 @@ def collate(samples: list[VideoSample]) -> VideoBatch:
         regions=_collate_group("regions", [s.regions for s in samples]),
         faces=_collate_group("faces", [s.faces for s in samples]),
         micro=micro,
+        extras=_collate_extras(samples),
     )
+
+
+def _collate_extras(samples: list[VideoSample]) -> dict[str, Tensor]:
+    """Stack the extras every sample carries (same shapes per key)."""
+    keys = set.intersection(*(set(s.extras) for s in samples)) if samples else set()
+    return {k: torch.stack([s.extras[k] for s in samples]) for k in sorted(keys)}

@@ -65,6 +65,7 @@ T_REGION_MASK = "region_caption_mask"
 T_HED = "hed"
 T_DEPTH = "depth"
 T_FACE_CROPS = "face_crops"
+T_EXTRA = "extra/"  # + the extras key, e.g. "extra/jdm/mask_latents"
 
 PRECOMPUTE_FIX = (
     "run `vidgen precompute ... --out {root}` to build it, or use `data=shapes` for synthetic data"
@@ -403,6 +404,8 @@ def sample_to_record(sample: VideoSample) -> tuple[dict[str, Any], dict[str, Ten
     }
     if sample.image_latents is not None:
         tensors[T_IMAGE_LATENTS] = sample.image_latents
+    for name, value in sample.extras.items():
+        tensors[T_EXTRA + name] = value
     inst = sample.instances
     if inst is not None:
         items = []
@@ -862,6 +865,10 @@ class ShardDataset(Dataset):
         )
         if self._want("image_latents"):
             sample.image_latents = get(T_IMAGE_LATENTS, required=False)
+        prefix = f"{key}/{T_EXTRA}"
+        for name in names:
+            if name.startswith(prefix):
+                sample.extras[name[len(prefix):]] = get(name[len(key) + 1:])
 
         afile = self.root / self._shards[s]["annotations"]
         actx = _Ctx(afile, key)

@@ -9,6 +9,9 @@ sampling. A method subclass changes only what it must:
 - `required_fields`          the sample fields it reads (checked against the data at start-up)
 - `denoise(...)`             how a batch is fed to the denoiser (extra conditions)
 - `compute_loss(batch, gen)` extra loss terms
+- `sample_transform(...)`     per-sample data derivation (VideoSample.extras), run in the loader
+- `latent_shape(...)`, `decode_sample(...)`  what sampling produces (JDM: video + mask)
+- `evaluate(datamodule)`      metrics logged to W&B, metrics.csv and summary.json
 
 Randomness of a training step (noise, timesteps, dropout) comes from a generator seeded by
 (seed, micro-step, rank), never from the global RNG, so a resumed run reproduces the losses of
@@ -17,6 +20,7 @@ an uninterrupted one bit for bit on the CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import lightning as L
@@ -25,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec, build_backbone, get_backbone
-from vidgen.data.sample import VideoBatch
+from vidgen.data.sample import VideoBatch, VideoSample
 from vidgen.diffusion import make_guidance, make_objective, make_scheduler, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.optim import build_lr_schedule, build_optimizer
@@ -80,6 +84,27 @@ class DiffusionModule(L.LightningModule):
         if spec.image_condition:
             inputs["image_latents"] = torch.randn(batch, c, 1, h, w, device=device)
         return inputs
+
+    @classmethod
+    def sample_transform(cls, cfg: DictConfig, datamodule) -> Callable[[VideoSample], VideoSample] | None:
+        """A per-sample transform the datamodule applies on load (None: samples as they are)."""
+        return None
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Shape [C, F', H', W'] of the latents `generate` samples at a pixel resolution."""
+        return self.spec.latent_shape(frames, height, width)
+
+    def decode_sample(self, latents: Tensor, codec) -> Tensor:
+        """Generated latents [B, C, F', H', W'] -> pixels [B, 3, F, H, W] in [-1, 1] to write."""
+        return codec.decode(latents.float()).clamp(-1, 1)
+
+    @torch.no_grad()
+    def evaluate(self, datamodule) -> dict[str, float]:
+        """Metrics of the current weights (e.g. JDM's mask IoU), keyed without the "eval/" prefix.
+
+        Called by the trainer every `train.eval_every` steps and at the end of training.
+        """
+        return {}
 
     def set_null_text(self, embeds: Tensor, mask: Tensor) -> None:
         self.null_text_embeds.copy_(embeds.to(self.null_text_embeds))

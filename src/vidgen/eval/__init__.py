@@ -1,0 +1,1 @@
+"""Evaluation during and after training: the callback, and metrics methods share."""
