@@ -18,3 +18,8 @@ def build_strategy(cfg: DictConfig, world_size: int):
 
         return DDPStrategy(find_unused_parameters=bool(s.find_unused_parameters))
     raise ConfigError(f"strategy={s.name}: no such strategy. Valid values: {', '.join(STRATEGIES)}")
+
+
+def cluster_plugins(cfg: DictConfig) -> list:
+    """Cluster-environment plugins for the Trainer (none outside a cluster)."""
+    return []

@@ -32,7 +32,7 @@ from vidgen.runs import (
     prepare_run_dir,
     wandb_run_id,
 )
-from vidgen.strategies import build_strategy
+from vidgen.strategies import build_strategy, cluster_plugins
 
 
 def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]:
@@ -161,7 +161,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         log_every_n_steps=int(cfg.train.log_every),
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *cluster_plugins(cfg)],
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # the datamodule's resumable sampler shards by rank itself
         limit_val_batches=0,
