@@ -129,19 +129,20 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        loggers.append(
-            WandbLogger(
-                project=wb.project,
-                entity=wb.entity,
-                name=f"{exp}/{cfg.run.name}",
-                id=wandb_run_id(run_dir),
-                resume="allow",
-                save_dir=str(run_dir),
-                offline=not wb.online,
-                tags=list(wb.tags),
-                config=OmegaConf.to_container(cfg, resolve=True),
-            )
+        wandb_logger = WandbLogger(
+            project=wb.project,
+            entity=wb.entity,
+            name=f"{exp}/{cfg.run.name}",
+            id=wandb_run_id(run_dir),
+            resume="allow",
+            save_dir=str(run_dir),
+            offline=not wb.online,
+            tags=list(wb.tags),
+            config=OmegaConf.to_container(cfg, resolve=True),
         )
+        # Lightning always passes `anonymous`, which wandb >= 0.2x warns about on every run.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.train.ema.enabled:
         from lightning.pytorch.callbacks import EMAWeightAveraging
