@@ -8,6 +8,7 @@ import diffusers
 import pytest
 import torch
 
+from vidgen.backbones import get_backbone
 from vidgen.diffusion import (
     CFG,
     NoGuidance,
@@ -22,41 +23,10 @@ from vidgen.diffusion import (
 from vidgen.diffusion.guidance import _GUIDANCE
 from vidgen.errors import ConfigError
 
-# Scheduler configs as the backbones ship them (diffusers repos' scheduler_config.json).
-COGVIDEOX_2B = dict(
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    num_train_timesteps=1000,
-    rescale_betas_zero_snr=True,
-    snr_shift_scale=3.0,
-    prediction_type="v_prediction",
-    timestep_spacing="trailing",
-    clip_sample=False,
-    set_alpha_to_one=True,
-    steps_offset=0,
-)
-MODELSCOPE = dict(
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    num_train_timesteps=1000,
-    prediction_type="epsilon",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-)
-WAN = dict(
-    num_train_timesteps=1000,
-    prediction_type="flow_prediction",
-    use_flow_sigmas=True,
-    flow_shift=3.0,
-    final_sigmas_type="zero",
-    solver_order=2,
-    predict_x0=True,
-    lower_order_final=True,
-    timestep_spacing="linspace",
-)
+# Scheduler configs exactly as the registry's backbones ship them.
+COGVIDEOX_2B = get_backbone("cogvideox-2b").scheduler_config
+MODELSCOPE = get_backbone("modelscope-t2v").scheduler_config
+WAN = get_backbone("wan2.1-1.3b").scheduler_config
 FLOW_EULER = dict(num_train_timesteps=1000, shift=3.0)
 
 TS = [0, 1, 250, 500, 750, 998, 999]
