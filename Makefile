@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install
-	$(VENV)/bin/vidgen train exp=ft_cogvideox preset=smoke run.dir=outputs/demo
-	$(VENV)/bin/vidgen sample exp=ft_cogvideox preset=smoke ckpt=outputs/demo/checkpoints/last.ckpt \
+	$(VENV)/bin/vidgen train exp=jdm_cogvideox preset=smoke run.dir=outputs/demo
+	$(VENV)/bin/vidgen sample exp=jdm_cogvideox preset=smoke ckpt=outputs/demo/checkpoints/last.ckpt \
 		prompt="a red circle moving right" out=outputs/demo/sample.mp4
 
 test: install

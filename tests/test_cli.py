@@ -83,15 +83,18 @@ def test_profile_json_plain_backbone_has_no_overhead(capsys):
 
 
 def test_demo_path_train_then_sample(tmp_path):
-    """What `make demo` runs: smoke training, then sampling a clip from its checkpoint."""
+    """What `make demo` runs: smoke JDM training, then a joint video | mask clip from its checkpoint."""
     run = tmp_path / "demo"
-    proc = _run("train", "exp=ft_cogvideox", "preset=smoke", f"run.dir={run}")
+    proc = _run("train", "exp=jdm_cogvideox", "preset=smoke", f"run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = run / "checkpoints" / "last.ckpt"
     out = tmp_path / "sample.mp4"
-    proc = _run("sample", "exp=ft_cogvideox", "preset=smoke", f"ckpt={ckpt}", "prompt=a red circle moving right",
+    proc = _run("sample", "exp=jdm_cogvideox", "preset=smoke", f"ckpt={ckpt}", "prompt=a red circle moving right",
                 f"out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    assert len(frames) == 9 and frames[0].shape == (64, 64, 3)  # the tiny CogVideoX resolution
+    # the tiny CogVideoX resolution, video and generated mask side by side
+    assert len(frames) == 9 and frames[0].shape == (64, 128, 3)
+    right = frames[0][:, 64:].astype(int)
+    assert ((right < 40) | (right > 215)).mean() > 0.95  # the mask half is binarised

@@ -177,6 +177,8 @@ _COMMON = dict(
     tiny_width=64,
     tiny_text_dim=32,
     tiny_text_len=16,
+    input_proj="patch_embed.proj",
+    output_proj="proj_out",
 )
 
 register_backbone(

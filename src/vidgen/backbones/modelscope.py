@@ -94,5 +94,7 @@ register_backbone(
         tiny_width=64,
         tiny_text_dim=32,
         tiny_text_len=16,
+        input_proj="conv_in",
+        output_proj="conv_out",
     )
 )

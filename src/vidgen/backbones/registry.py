@@ -53,6 +53,13 @@ class BackboneSpec:
     tiny_width: int = 64
     tiny_text_dim: int = 32
     tiny_text_len: int = 16
+    # Channel inflation (JDM, vidgen.methods.jdm.inflation): attribute paths inside ``backbone.model``
+    # of the input patchify (Conv*d / Linear reading the latent channels) and of the output projection
+    # (Conv*d / Linear writing them); ``proj_channels_last``: a Linear projection's features are laid
+    # out (patch..., channel) with the channel fastest (Wan's unpatchify), else (channel, patch...).
+    input_proj: str | None = None
+    output_proj: str | None = None
+    proj_channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in ("v", "eps", "flow"):

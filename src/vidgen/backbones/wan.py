@@ -98,6 +98,9 @@ _COMMON = dict(
     tiny_width=64,
     tiny_text_dim=32,
     tiny_text_len=16,
+    input_proj="patch_embedding",
+    output_proj="proj_out",
+    proj_channels_last=True,
 )
 
 register_backbone(BackboneSpec(name="wan2.1-1.3b", real_config=WAN_1_3B, **_COMMON))

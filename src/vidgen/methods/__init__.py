@@ -9,6 +9,7 @@ from vidgen.errors import ConfigError
 # name -> "module:Class"; methods add themselves here (JDM, InstanceV, Ingredients, STIV).
 METHODS = {
     "finetune": "vidgen.methods.finetune:FineTuneModule",
+    "jdm": "vidgen.methods.jdm.module:JDMModule",
 }
 
 

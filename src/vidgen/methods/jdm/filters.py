@@ -1,0 +1,359 @@
+"""JDM's data filters (A.2, A.6): which clips and objects (regions) are clean enough to train on.
+
+Objects are the ``regions`` of a clip (one mask per frame + a regional caption). An object's
+**type** is its ``label`` (or ``category`` / ``name``) field when the annotation has one, else its
+caption normalised (lower case, punctuation and a leading article removed): two objects captioned
+"a man" are the same type.
+
+Rules, applied in this order; each clip / object is counted under the **first** rule that removes
+it (the "removed" columns add up), and each rule also reports how many it would flag on its own
+("flagged", on the unfiltered input):
+
+================== ====== ===========================================================================
+rule               level  removes
+================== ====== ===========================================================================
+``same_type``      clip   clips with more than ``max_per_type`` (2) objects of one type (A.6: "a man"
+                          would be ambiguous)
+``too_many``       clip   clips with more than ``max_objects`` (10) detected objects (A.2 (3))
+``truncated``      object masks that touch the frame border (within ``border_margin`` pixels) in any
+                          frame: cut by the frame boundary (A.2 (1))
+``too_small``      object area < ``min_area`` (0.1)  (A.2 (2), A.6)
+``too_large``      object area >= ``max_area`` (0.6) (A.2 (2))
+``fragmented``     object disconnected / fragmented masks (A.2 (4)), see below
+``too_few``        clip   clips left with fewer than ``min_objects`` (2) objects (A.6: 2..10 objects)
+================== ====== ===========================================================================
+
+- **area**: the mask's share of the whole clip volume, ``mask.sum() / (F * H * W)`` ("each object
+  must occupy at least 10% of the video region").
+- **fragmentation**: per frame, the share of the mask's pixels outside its largest 8-connected
+  component, ``1 - largest / area``; an object is fragmented when that share exceeds
+  ``fragment_threshold`` (0.1) in any frame (spatially fragmented), or -- unless
+  ``allow_gaps`` -- when its visible frames are not one contiguous run (it vanishes and
+  reappears: disconnected across frames). Connected components are computed exactly on the
+  full-resolution mask from its row runs (union-find over overlapping runs of adjacent rows).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidgen.errors import ConfigError, DataError
+
+FORMAT = "vidgen-jdm-filter"
+RULES: tuple[tuple[str, str, str], ...] = (
+    ("same_type", "clip", "more than {max_per_type} objects of one type"),
+    ("too_many", "clip", "more than {max_objects} objects"),
+    ("truncated", "object", "mask touches the frame border (margin {border_margin} px)"),
+    ("too_small", "object", "area < {min_area}"),
+    ("too_large", "object", "area >= {max_area}"),
+    ("fragmented", "object", "fragment share > {fragment_threshold}{gaps}"),
+    ("too_few", "clip", "fewer than {min_objects} objects left"),
+)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    min_area: float = 0.1
+    max_area: float = 0.6
+    fragment_threshold: float = 0.1
+    max_per_type: int = 2
+    min_objects: int = 2
+    max_objects: int = 10
+    border_margin: int = 0
+    allow_gaps: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_area < self.max_area <= 1:
+            raise ConfigError(
+                f"--min-area={self.min_area} / --max-area={self.max_area}: need 0 <= min-area < max-area <= 1 "
+                "(fractions of the clip volume)"
+            )
+        if not 0 <= self.fragment_threshold < 1:
+            raise ConfigError(f"--fragment-threshold={self.fragment_threshold} must be in [0, 1)")
+        if self.min_objects < 0 or self.max_objects < max(1, self.min_objects) or self.max_per_type < 1:
+            raise ConfigError(
+                f"--min-objects={self.min_objects}, --max-objects={self.max_objects}, "
+                f"--max-per-type={self.max_per_type}: need 0 <= min <= max, max >= 1 and max-per-type >= 1"
+            )
+        if self.border_margin < 0:
+            raise ConfigError(f"--border-margin={self.border_margin} must be >= 0")
+
+
+@dataclass
+class ObjectAnn:
+    type: str
+    masks: np.ndarray  # [F, H, W] bool
+
+
+@dataclass
+class ClipAnn:
+    key: str
+    objects: list[ObjectAnn]
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def component_sizes(mask: np.ndarray) -> list[int]:
+    """Pixel counts of the 8-connected components of a 2-D mask (largest first)."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"component_sizes expects [H, W], got {m.shape}")
+    if not m.any():
+        return []
+    h, w = m.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = m
+    d = np.diff(padded, axis=1)
+    sy, sx = np.nonzero(d == 1)  # run starts (row-major order)
+    _, ex = np.nonzero(d == -1)  # run ends (exclusive), same order
+    n = sy.size
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    row_start = np.searchsorted(sy, np.arange(h + 1))
+    for y in range(h - 1):
+        i, a1 = int(row_start[y]), int(row_start[y + 1])
+        j, b1 = int(row_start[y + 1]), int(row_start[y + 2])
+        while i < a1 and j < b1:
+            # 8-connectivity: runs [sx, ex) of adjacent rows touch if they overlap or meet diagonally
+            if sx[i] <= ex[j] and sx[j] <= ex[i]:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+            if ex[i] < ex[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(i) for i in range(n)])
+    sizes = np.bincount(roots, weights=(ex - sx)).astype(np.int64)
+    return sorted((int(s) for s in sizes if s > 0), reverse=True)
+
+
+def fragment_share(masks: np.ndarray) -> float:
+    """Max over frames of the mask share outside the largest connected component (0: compact)."""
+    worst = 0.0
+    for frame in np.asarray(masks, dtype=bool):
+        sizes = component_sizes(frame)
+        if sizes:
+            worst = max(worst, 1.0 - sizes[0] / sum(sizes))
+    return worst
+
+
+def visible_runs(masks: np.ndarray) -> int:
+    """Number of contiguous runs of frames in which the mask is non-empty."""
+    vis = np.asarray(masks, dtype=bool).reshape(len(masks), -1).any(axis=1).astype(np.int8)
+    return int(np.sum(np.diff(np.concatenate([[0], vis])) == 1))
+
+
+def touches_border(masks: np.ndarray, margin: int = 0) -> bool:
+    m = np.asarray(masks, dtype=bool)
+    k = int(margin) + 1
+    return bool(m[:, :k].any() or m[:, -k:].any() or m[:, :, :k].any() or m[:, :, -k:].any())
+
+
+def area_fraction(masks: np.ndarray) -> float:
+    m = np.asarray(masks, dtype=bool)
+    return float(m.mean()) if m.size else 0.0
+
+
+_ARTICLE = re.compile(r"^(a|an|the)\s+")
+
+
+def object_type(region: dict[str, Any]) -> str:
+    for name in ("label", "category", "name"):
+        value = region.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    text = re.sub(r"[^\w\s]", " ", str(region.get("caption", "")).lower())
+    text = " ".join(text.split())
+    return _ARTICLE.sub("", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules
+
+
+@dataclass
+class FilterResult:
+    settings: FilterSettings
+    rows: list[dict[str, Any]]
+    clips_in: int = 0
+    objects_in: int = 0
+    kept: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clips_kept(self) -> int:
+        return len(self.kept)
+
+    @property
+    def objects_kept(self) -> int:
+        return sum(len(k["regions"]) for k in self.kept)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.settings),
+            "clips_in": self.clips_in,
+            "objects_in": self.objects_in,
+            "clips_kept": self.clips_kept,
+            "objects_kept": self.objects_kept,
+            "rules": self.rows,
+        }
+
+    def row(self, rule: str) -> dict[str, Any]:
+        return next(r for r in self.rows if r["rule"] == rule)
+
+
+def object_flags(obj: ObjectAnn, s: FilterSettings) -> dict[str, bool]:
+    area = area_fraction(obj.masks)
+    fragmented = fragment_share(obj.masks) > s.fragment_threshold
+    if not s.allow_gaps and visible_runs(obj.masks) > 1:
+        fragmented = True
+    return {
+        "truncated": touches_border(obj.masks, s.border_margin),
+        "too_small": area < s.min_area,
+        "too_large": area >= s.max_area,
+        "fragmented": fragmented,
+    }
+
+
+def apply_filters(clips: Iterable[ClipAnn], settings: FilterSettings | None = None) -> FilterResult:
+    s = settings or FilterSettings()
+    fmt = {**asdict(s), "gaps": "" if s.allow_gaps else " or gaps between visible frames"}
+    rows = [
+        {"rule": r, "level": lvl, "description": d.format(**fmt), "clips_removed": 0, "objects_removed": 0, "flagged": 0}
+        for r, lvl, d in RULES
+    ]
+    by = {r["rule"]: r for r in rows}
+    result = FilterResult(s, rows)
+    for clip in clips:
+        n = len(clip.objects)
+        result.clips_in += 1
+        result.objects_in += n
+        counts: dict[str, int] = {}
+        for o in clip.objects:
+            counts[o.type] = counts.get(o.type, 0) + 1
+        same_type = any(c > s.max_per_type for c in counts.values())
+        too_many = n > s.max_objects
+        flags = [object_flags(o, s) for o in clip.objects]
+        by["same_type"]["flagged"] += int(same_type)
+        by["too_many"]["flagged"] += int(too_many)
+        by["too_few"]["flagged"] += int(n < s.min_objects)
+        for f in flags:
+            for name, hit in f.items():
+                by[name]["flagged"] += int(hit)
+        if same_type or too_many:
+            row = by["same_type" if same_type else "too_many"]
+            row["clips_removed"] += 1
+            row["objects_removed"] += n
+            continue
+        kept = []
+        for i, f in enumerate(flags):
+            first = next((name for name in ("truncated", "too_small", "too_large", "fragmented") if f[name]), None)
+            if first is None:
+                kept.append(i)
+            else:
+                by[first]["objects_removed"] += 1
+        if len(kept) < s.min_objects:
+            by["too_few"]["clips_removed"] += 1
+            by["too_few"]["objects_removed"] += len(kept)
+            continue
+        result.kept.append({"key": clip.key, "regions": kept})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _decode(rles: list, frames: int, size: tuple[int, int], where: str) -> np.ndarray:
+    from vidgen.data import rle
+
+    out = np.zeros((frames, *size), dtype=bool)
+    for f, r in enumerate(rles):
+        if r is None:
+            continue
+        try:
+            out[f] = np.asarray(rle.decode(r), dtype=bool)
+        except (rle.RLEError, ValueError) as exc:
+            raise DataError(f"{where}: mask_rle[frame {f}]: corrupt RLE ({exc}). Fix: re-export the masks.") from exc
+    return out
+
+
+def _objects(regions: list, frame_size, where: str) -> list[ObjectAnn]:
+    out = []
+    for i, reg in enumerate(regions or []):
+        rles = reg.get("mask_rle") or []
+        if frame_size is None:
+            sizes = [r["size"] for r in rles if isinstance(r, dict) and "size" in r]
+            size = tuple(sizes[0]) if sizes else (1, 1)
+        else:
+            size = tuple(frame_size[1:])
+        frames = len(rles) if frame_size is None else int(frame_size[0])
+        out.append(ObjectAnn(object_type(reg), _decode(rles, frames, size, f"{where}: regions[{i}]")))
+    return out
+
+
+def clips_from_shards(root: str | Path) -> Iterator[ClipAnn]:
+    """The clips of a shard dataset (annotations only; masks decoded one clip at a time)."""
+    from vidgen.data.shards import read_index
+
+    root = Path(root)
+    index = read_index(root)
+    for shard in index["shards"]:
+        path = root / shard["annotations"]
+        try:
+            anns = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: unreadable annotations ({exc}). Fix: re-run `vidgen precompute`.") from exc
+        for ann in anns:
+            where = f"{path}: sample {ann.get('key')!r}"
+            yield ClipAnn(ann["key"], _objects(ann.get("regions"), ann.get("frame_size"), where))
+
+
+def clips_from_annotations(path: str | Path) -> Iterator[ClipAnn]:
+    """The clips of a precompute JSONL annotation file (masks at the source resolution)."""
+    from vidgen.data.precompute import read_annotations
+
+    path = Path(path)
+    for record in read_annotations(path, path.parent, check_files=False):
+        yield ClipAnn(record.key, _objects(record.data.get("regions"), None, f"{path}:{record.line}"))
+
+
+def write_kept(path: str | Path, result: FilterResult, source: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {"format": FORMAT, "version": 1, "source": source, "report": result.report(), "kept": result.kept}
+    path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    return path
+
+
+def render_table(result: FilterResult):
+    from rich.table import Table
+
+    table = Table(title="vidgen jdm filter")
+    for col, just in (("rule", "left"), ("level", "left"), ("removes", "left"), ("clips removed", "right"),
+                      ("objects removed", "right"), ("flagged alone", "right")):
+        table.add_column(col, justify=just)
+    for r in result.rows:
+        table.add_row(r["rule"], r["level"], r["description"], str(r["clips_removed"]), str(r["objects_removed"]),
+                      str(r["flagged"]))
+    table.add_section()
+    table.add_row("kept", "", f"of {result.clips_in} clips / {result.objects_in} objects", str(result.clips_kept),
+                  str(result.objects_kept), "")
+    return table

@@ -1,0 +1,7 @@
+"""Reports: a sweep's runs joined to its paper table, rendered beside the paper's numbers.
+
+    vidgen report SWEEP [--runs DIR | --wandb ENTITY/PROJECT|DIR] [--format md,tex,html] [--out DIR]
+
+collect.py (local folders, W&B offline files, W&B API) -> table.py (rows, mean ± std, best,
+reasons) -> render.py (Markdown, LaTeX, self-contained HTML with embedded PNGs).
+"""

@@ -1,0 +1,291 @@
+"""Render a `Report` as Markdown, LaTeX and self-contained HTML (PNG figures embedded as base64).
+
+Cell format, everywhere: `ours / paper (Δ ours−paper)`; ours is `mean ± std (n=k)` when several
+seeds ran. The best of each column is bold (ours and the paper's separately, by the metric's
+direction in the reference). A value that could not be shown is a mark with a numbered reason:
+`n/c` not computed (names the evaluator and how to import it), `failed`, `missing` (no run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+from vidgen.report.table import Cell, Report
+
+MARKS = {"not-computed": "n/c", "failed": "failed", "missing": "missing"}
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _ours(cell: Cell) -> str:
+    d = cell.metric.digits
+    if cell.mean is None:
+        return MARKS.get(cell.state, cell.state)
+    text = _fmt(cell.mean, d)
+    if cell.std is not None:
+        text += f" ± {_fmt(cell.std, d)}"
+    if len(cell.values) > 1:
+        text += f" (n={len(cell.values)})"
+    return text
+
+
+def _diff(cell: Cell) -> str:
+    if cell.diff is None:
+        return ""
+    return f"{round(cell.diff, cell.metric.digits) + 0.0:+.{cell.metric.digits}f}"  # + 0.0: no "-0.0000"
+
+
+def _note_key(row_label: str, cell: Cell) -> str:
+    """Not computed: one note per metric; failed / missing: one note per row."""
+    if cell.state == "not-computed":
+        return f"{cell.metric.paper}: n/c — {cell.reason}"
+    return f"{row_label}: {MARKS.get(cell.state, cell.state)} — {cell.reason}"
+
+
+def _notes(report: Report) -> list[str]:
+    """Numbered reasons for the marks, deduplicated."""
+    seen: list[str] = []
+    for row in report.rows:
+        for cell in row.cells:
+            if cell.mean is None and cell.reason and (key := _note_key(row.label, cell)) not in seen:
+                seen.append(key)
+    return seen
+
+
+def _reason_index(report: Report, row_label: str, cell: Cell) -> int | None:
+    notes = _notes(report)
+    key = _note_key(row_label, cell)
+    return notes.index(key) + 1 if cell.mean is None and key in notes else None
+
+
+def _footer_lines(report: Report, meta: dict) -> list[str]:
+    lines = [
+        f"sweep: {report.sweep.name} ({report.sweep.path})",
+        f"reference: {report.spec.paper}/{report.spec.table} (vidgen/reference/{report.spec.paper}.yaml)",
+        f"generated: {meta.get('generated', '')} at commit {meta.get('commit', 'unknown')}",
+        f"source: {meta.get('source', '')}",
+    ]
+    for row in report.rows:
+        for r in row.runs:
+            lines.append(f"run [{row.label}] {' '.join(f'{k}={v}' for k, v in r.params.items())}: {r.status}; "
+                         f"config {r.config_hash or '?'}; commit {r.commit or '?'}; "
+                         f"{r.started or '?'} → {r.finished or '?'}; {r.ref}")
+        if not row.runs:
+            lines.append(f"run [{row.label}]: none found")
+    return lines
+
+
+# ---------------------------------------------------------------- markdown
+def to_markdown(report: Report, meta: dict, figures: dict[str, str] | None = None) -> str:
+    spec = report.spec
+    out = [f"# {spec.paper.upper()} {spec.table}: ours vs. paper", "", f"_{report.caption}_", ""]
+    out += [f"> {n}" for n in spec.notes] + ([""] if spec.notes else [])
+    out.append("Each cell: **ours** / paper (Δ = ours − paper). Bold: best of the column. "
+               "n/c: not computed, failed, missing: see the numbered notes.")
+    out.append("")
+    header = ["row", f"`{spec.row_param}`", "runs", *(f"{m.paper} {_arrow(report, m.paper)}" for m in spec.metrics)]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + "|".join(["---"] * 3 + ["--:"] * len(spec.metrics)) + "|")
+    for row in report.rows:
+        cells = []
+        for cell in row.cells:
+            ours = _ours(cell)
+            if cell.best:
+                ours = f"**{ours}**"
+            if cell.mean is None and (i := _reason_index(report, row.label, cell)):
+                ours += f" [{i}]"
+            paper = _fmt(cell.paper, cell.metric.digits)
+            if cell.paper_best:
+                paper = f"**{paper}**"
+            diff = f" ({_diff(cell)})" if cell.diff is not None else ""
+            cells.append(f"{ours} / {paper}{diff}")
+        out.append("| " + " | ".join([row.label, f"`{row.value}`", row.status, *cells]) + " |")
+    notes = _notes(report)
+    if notes:
+        out += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    changes = [(r.label, r.change) for r in report.rows if r.change]
+    if changes:
+        out += ["", "Rows (the paper's change per row):", ""] + [f"- **{lbl}**: {c}" for lbl, c in changes]
+    for name, path in (figures or {}).items():
+        out += ["", f"![{name}]({path})"]
+    out += ["", "---", ""] + [f"- {line}" for line in _footer_lines(report, meta)]
+    return "\n".join(out) + "\n"
+
+
+def _arrow(report: Report, metric: str) -> str:
+    return {"up": "↑", "down": "↓"}.get(report.directions.get(metric, ""), "")
+
+
+# ---------------------------------------------------------------- latex
+_TEX = str.maketrans({"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"})
+
+
+def _tex(s: str) -> str:
+    return str(s).translate(_TEX).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--") \
+        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$")
+
+
+def to_latex(report: Report, meta: dict) -> str:
+    spec = report.spec
+    cols = "l" + "c" * len(spec.metrics)
+    out = [
+        "% Generated by `vidgen report`; needs \\usepackage{booktabs}.",
+        "\\begin{table}[t]", "\\centering", "\\small",
+        f"\\caption{{{_tex(spec.paper.upper())} {_tex(spec.table)}, reproduced: ours / paper ($\\Delta$). "
+        f"{_tex(report.caption)}}}",
+        f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
+        " & ".join(["Row", *(_tex(f"{m.paper} {_arrow(report, m.paper)}".strip()) for m in spec.metrics)])
+        + " \\\\", "\\midrule",
+    ]
+    for row in report.rows:
+        cells = []
+        for cell in row.cells:
+            ours = _tex(_ours(cell))
+            if cell.best:
+                ours = f"\\textbf{{{ours}}}"
+            if cell.mean is None and (i := _reason_index(report, row.label, cell)):
+                ours += f"$^{{{i}}}$"
+            paper = _tex(_fmt(cell.paper, cell.metric.digits))
+            if cell.paper_best:
+                paper = f"\\textbf{{{paper}}}"
+            diff = f" ({_tex(_diff(cell))})" if cell.diff is not None else ""
+            cells.append(f"{ours} / {paper}{diff}")
+        out.append(" & ".join([_tex(row.label), *cells]) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    notes = _notes(report)
+    if notes:
+        out.append("\\par\\footnotesize " + " ".join(f"$^{{{i}}}$ {_tex(n)}" for i, n in enumerate(notes, 1)))
+    out += ["\\end{table}", ""] + [f"% {line}" for line in _footer_lines(report, meta)]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+def figures(report: Report) -> dict[str, bytes]:
+    """PNG bytes: 'bars' (ours vs paper per metric and row) and 'curves' (metrics over steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, bytes] = {}
+    metrics = [j for j, m in enumerate(report.spec.metrics)
+               if any(r.cells[j].mean is not None or r.cells[j].paper is not None for r in report.rows)]
+    if metrics:
+        n = len(metrics)
+        fig, axes = plt.subplots(1, n, figsize=(max(4.0, 2.6 * n), 3.2), squeeze=False)
+        for ax, j in zip(axes[0], metrics):
+            labels = [r.label for r in report.rows]
+            x = range(len(labels))
+            ours = [r.cells[j].mean if r.cells[j].mean is not None else 0.0 for r in report.rows]
+            errs = [r.cells[j].std or 0.0 for r in report.rows]
+            paper = [r.cells[j].paper if r.cells[j].paper is not None else 0.0 for r in report.rows]
+            ax.bar([i - 0.2 for i in x], ours, 0.4, yerr=errs, label="ours", color="#3b75af")
+            ax.bar([i + 0.2 for i in x], paper, 0.4, label="paper", color="#ef8636")
+            ax.set_xticks(list(x))
+            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+            ax.set_title(report.spec.metrics[j].paper, fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        out["bars"] = _png(fig)
+        plt.close(fig)
+    keys = list(report.spec.curves) or sorted({k for row in report.rows for r in row.runs for c in r.curves
+                                               for k in c if k.startswith("eval/")})
+    keys = [k for k in keys if any(k in c for row in report.rows for r in row.runs for c in r.curves)]
+    if keys:
+        fig, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 3.2 * len(keys)), 3.0), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            for row in report.rows:
+                for r in row.runs:
+                    pts = [(c["step"], c[key]) for c in r.curves if key in c]
+                    if pts:
+                        seed = r.params.get("seed")
+                        ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3,
+                                label=row.label + (f" (seed {seed})" if seed is not None else ""))
+            ax.set_title(key, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        out["curves"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- html
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
+font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child
+{text-align:left}.best{font-weight:bold}.mark{color:#b00}.paper{color:#555}.diff{color:#777;font-size:11px}
+footer{margin-top:2em;font-size:11px;color:#555}img{max-width:100%}"""
+
+
+def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
+    spec = report.spec
+    e = html.escape
+    head = "".join(f"<th>{e(m.paper)} {_arrow(report, m.paper)}</th>" for m in spec.metrics)
+    body = []
+    for row in report.rows:
+        tds = []
+        for cell in row.cells:
+            if cell.mean is None:
+                i = _reason_index(report, row.label, cell)
+                ours = f'<span class="mark" title="{e(cell.reason)}">{e(_ours(cell))}' \
+                       f'{f"<sup>{i}</sup>" if i else ""}</span>'
+            else:
+                ours = f'<span class="{"best" if cell.best else ""}">{e(_ours(cell))}</span>'
+            paper = f'<span class="paper{" best" if cell.paper_best else ""}">{e(_fmt(cell.paper, cell.metric.digits))}</span>'
+            diff = f' <span class="diff">({e(_diff(cell))})</span>' if cell.diff is not None else ""
+            tds.append(f"<td>{ours} / {paper}{diff}</td>")
+        body.append(f"<tr><td>{e(row.label)}<br><code>{e(row.value)}</code> · {e(row.status)}</td>{''.join(tds)}</tr>")
+    notes = "".join(f"<li>{e(n)}</li>" for n in _notes(report))
+    changes = "".join(f"<li><b>{e(r.label)}</b>: {e(r.change)}</li>" for r in report.rows if r.change)
+    imgs = "".join(f'<h3>{e(name)}</h3><img alt="{e(name)}" src="data:image/png;base64,'
+                   f'{base64.b64encode(data).decode()}">' for name, data in pngs.items())
+    footer = "<br>".join(e(line) for line in _footer_lines(report, meta))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(spec.paper.upper())} {e(spec.table)}</title>
+<style>{_CSS}</style></head><body>
+<h1>{e(spec.paper.upper())} {e(spec.table)}: ours vs. paper</h1>
+<p><i>{e(report.caption)}</i></p>{''.join(f'<p>{e(n)}</p>' for n in spec.notes)}
+<p>Each cell: ours / <span class="paper">paper</span> <span class="diff">(Δ = ours − paper)</span>;
+bold: best of the column; <span class="mark">n/c, failed, missing</span>: see the notes.</p>
+<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>
+{f'<ol>{notes}</ol>' if notes else ''}{f'<h3>Rows</h3><ul>{changes}</ul>' if changes else ''}
+{imgs}<footer>{footer}</footer></body></html>
+"""
+
+
+def write(report: Report, out_dir: str | Path, formats: list[str], meta: dict) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta}
+    stem = report.sweep.name.split("/", 1)[-1]
+    written: list[Path] = []
+    pngs = figures(report) if {"md", "html"} & set(formats) else {}
+    png_paths = {}
+    if "md" in formats:
+        for name, data in pngs.items():
+            path = out / f"{stem}_{name}.png"
+            path.write_bytes(data)
+            png_paths[name] = path.name
+            written.append(path)
+    renderers = {
+        "md": lambda: to_markdown(report, meta, png_paths),
+        "tex": lambda: to_latex(report, meta),
+        "html": lambda: to_html(report, meta, pngs),
+    }
+    for fmt in formats:
+        path = out / f"{stem}.{fmt}"
+        path.write_text(renderers[fmt]())
+        written.append(path)
+    return written

@@ -1,0 +1,215 @@
+"""JDM's CMI precompute (Eq. 12): the estimator, the nearest-neighbour indexes, `vidgen jdm cmi`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures_models import make_tiny_tokenizer
+from vidgen.data.shapes_datamodule import ShapesDataModule
+from vidgen.data.shards import ShardWriter
+from vidgen.data.video_io import from_model_pixels
+from vidgen.methods.jdm.cli import main
+from vidgen.methods.jdm.cmi import (
+    ClipEncoder,
+    ExactIndex,
+    IVFIndex,
+    average_cmi,
+    context_similarity,
+    load_cmi,
+    open_embeddings,
+    pair_log_ratios,
+)
+
+ALPHA = 1.0
+
+
+def unit(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def test_context_similarity_is_the_cosine_of_the_concatenation():
+    g = torch.Generator().manual_seed(0)
+    a, b, c = torch.randn(3, 8, generator=g), torch.randn(5, 8, generator=g), torch.randn(8, generator=g)
+    sim = context_similarity(a, b, c)
+    ua = torch.cat([unit(a), unit(c).expand(3, -1)], 1)
+    ub = torch.cat([unit(b), unit(c).expand(5, -1)], 1)
+    assert torch.allclose(sim, unit(ua) @ unit(ub).T, atol=1e-6)
+    assert torch.allclose(sim, (unit(a) @ unit(b).T + 1) / 2, atol=1e-6)
+    assert sim.min() >= 0 and sim.max() <= 1
+
+
+def test_identical_captions_give_large_cmi_and_small_weight():
+    g = torch.Generator().manual_seed(1)
+    d = 256
+    ctx = torch.randn(d, generator=g)
+    same = unit(torch.randn(d, generator=g)).expand(3, -1)  # three regions with one caption
+    negatives = torch.randn(1024, d, generator=g)  # other clips' captions: unrelated
+    cmi = average_cmi(same, negatives, ctx, tau=0.07)
+    assert cmi > 5.0
+    assert math.exp(-ALPHA * cmi) < 0.01  # w' ~ 0: back to the standard diffusion loss
+    # the log ratio by hand: sim = (cos + 1) / 2, critic exp(sim / tau)
+    s_neg = (unit(same[0]) @ unit(negatives).T + 1) / 2 / 0.07
+    want = 1 / 0.07 - (torch.logsumexp(s_neg, 0) - math.log(1024))
+    assert abs(cmi - float(want)) < 1e-4
+
+
+def test_unrelated_captions_give_weight_near_one():
+    g = torch.Generator().manual_seed(2)
+    d = 512
+    ctx = torch.randn(d, generator=g)
+    regions = torch.randn(4, d, generator=g)  # unrelated to each other and to the negatives
+    negatives = torch.randn(1024, d, generator=g)
+    cmi = average_cmi(regions, negatives, ctx, tau=0.07)
+    assert 0.0 <= cmi < 0.1
+    assert math.exp(-ALPHA * cmi) > 0.9
+    raw = average_cmi(regions, negatives, ctx, tau=0.07, clamp=False)
+    assert raw < 0.1
+    # fewer than two regions: no pairs, no dependence
+    assert average_cmi(regions[:1], negatives, ctx) == 0.0
+    r = pair_log_ratios(regions, negatives, ctx)
+    assert r.shape == (4, 4) and torch.isnan(r.diagonal()).all()
+
+
+def test_related_captions_rank_between():
+    g = torch.Generator().manual_seed(3)
+    d = 256
+    ctx, base = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    negatives = torch.randn(512, d, generator=g)
+    related = base + 0.7 * torch.randn(3, d, generator=g)
+    unrelated = torch.randn(3, d, generator=g)
+    same = base.expand(3, -1)
+    values = [average_cmi(x, negatives, ctx) for x in (unrelated, related, same)]
+    assert values == sorted(values) and values[0] < values[1] < values[2]
+
+
+def brute(db: torch.Tensor, q: torch.Tensor, k: int, exclude=None):
+    s = unit(q) @ db.T  # rows are stored L2-normalised
+    if exclude is not None:
+        s[torch.arange(len(q)), exclude] = -math.inf
+    return s.topk(k, dim=1)
+
+
+@pytest.mark.parametrize("memmap", [False, True])
+def test_exact_index_equals_brute_force(tmp_path, memmap):
+    g = torch.Generator().manual_seed(4)
+    db = unit(torch.randn(300, 16, generator=g))
+    q = torch.randn(45, 16, generator=g)
+    store = db
+    if memmap:
+        store = open_embeddings(tmp_path / "db.npy", 300, 16)
+        store[:] = db.numpy().astype(np.float16)
+        db = torch.from_numpy(np.asarray(store)).float()
+    index = ExactIndex(store, chunk_size=37)
+    scores, ids = index.search(q, 10, query_batch=16)
+    ref = brute(db, q, 10)
+    assert torch.equal(ids, ref.indices)
+    assert torch.allclose(scores, ref.values, atol=1e-5)
+    exclude = ref.indices[:, 0]  # each query's nearest row is "itself"
+    scores, ids = index.search(q, 10, exclude=exclude)
+    ref = brute(db, q, 10, exclude)
+    assert torch.equal(ids, ref.indices) and not (ids == exclude[:, None]).any()
+    # k larger than the database: everything but the excluded row
+    _, ids = ExactIndex(store[:5], chunk_size=2).search(q[:3], 10, exclude=torch.tensor([0, 1, 2]))
+    assert ids.shape == (3, 4)
+
+
+def test_ivf_index_full_probe_equals_brute_force_and_partial_probe_recalls():
+    g = torch.Generator().manual_seed(5)
+    centres = unit(torch.randn(12, 16, generator=g))
+    db = unit(centres[torch.randint(0, 12, (600,), generator=g)] + 0.3 * torch.randn(600, 16, generator=g))
+    q = unit(centres[torch.randint(0, 12, (40,), generator=g)] + 0.3 * torch.randn(40, 16, generator=g))
+    ref = brute(db, q, 8, exclude=torch.arange(40))
+    full = IVFIndex(db, nlist=12, nprobe=12, seed=0)
+    scores, ids = full.search(q, 8, exclude=torch.arange(40))
+    assert torch.equal(ids, ref.indices) and torch.allclose(scores, ref.values, atol=1e-5)
+    part = IVFIndex(db, nlist=12, nprobe=3, seed=0)
+    _, ids = part.search(q, 8, exclude=torch.arange(40))
+    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 8 for a, b in zip(ids, ref.indices)])
+    assert recall > 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end with a tiny random-init CLIP folder
+
+
+def make_tiny_clip(folder):
+    from transformers import CLIPConfig, CLIPModel
+
+    tok = make_tiny_tokenizer("CLIPTextModel", max_length=77)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=0),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4),
+        projection_dim=16,
+    )  # fmt: skip
+    CLIPModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_cmi_command_end_to_end(tmp_path, capsys):
+    from PIL import Image
+
+    clip = make_tiny_clip(tmp_path / "clip")
+    enc = ClipEncoder(clip)
+    assert enc.encode_text(["a red circle", "a dog"]).shape == (2, 16)
+
+    dm = ShapesDataModule(num_clips=10, frames=9, height=32, width=32, latent_channels=16, text_dim=32, text_len=16)
+    data, frames = tmp_path / "data", tmp_path / "frames"
+    frames.mkdir()
+    keys = []
+    with ShardWriter(data, samples_per_shard=4, null_text=dm.null_text()) as w:
+        for i in range(10):
+            s = dm.dataset[i]
+            if i == 0:  # three regions with one caption: strongly dependent
+                masks = torch.zeros(3, 9, 32, 32, dtype=torch.bool)
+                masks[:, :, 4:12, 4:12] = True
+                s.regions.masks, s.regions.captions = masks, ["the red ball"] * 3
+                s.regions.caption_embeds = s.regions.caption_mask = None
+            w.add(s)
+            keys.append(s.key)
+            clip_frames = dm.dataset.clip(i).video
+            Image.fromarray(from_model_pixels(clip_frames[:, 4:5])[0].numpy()).save(frames / f"{s.key}.png")
+
+    out = tmp_path / "cmi.json"
+    args = ["cmi", "--data", str(data), "--clip", str(clip), "--frames", str(frames), "--out", str(out),
+            "--negatives", "4", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    values = load_cmi(out)
+    assert sorted(values) == sorted(keys)
+    assert all(math.isfinite(v) and v >= 0 for v in values.values())
+    assert values[keys[0]] > 0  # identical regional captions: the pair beats its negatives
+    single = [k for i, k in enumerate(keys) if len(dm.dataset[i].regions.captions) < 2 and i]
+    assert all(values[k] == 0.0 for k in single)
+    meta = json.loads(out.read_text())
+    assert meta["meta"]["negatives"] == 4 and meta["meta"]["tau"] == 0.07
+    assert not (tmp_path / "cmi.json.work").exists()
+    # the IVF index and the safetensors output give the same values here (full probe)
+    out2 = tmp_path / "cmi.safetensors"
+    assert main([*args[:-4], str(out2), "--negatives", "4", "--index", "ivf", "--nlist", "2", "--nprobe", "2",
+                 "--no-progress"]) == 0  # fmt: skip
+    v2 = load_cmi(out2)
+    assert all(abs(v2[k] - values[k]) < 1e-4 for k in keys)
+
+    # error paths: missing folders are named, no traceback, exit 2
+    missing = tmp_path / "no-clip"
+    assert main(["cmi", "--data", str(data), "--clip", str(missing), "--frames", str(frames), "--out", str(out)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert main(["cmi", "--data", str(tmp_path / "nodata"), "--clip", str(clip), "--out", str(out)]) == 2
+    assert str(tmp_path / "nodata") in capsys.readouterr().err
+    assert main(["cmi", "--data", str(data), "--clip", str(clip), "--frames", str(tmp_path / "noframes"),
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert str(tmp_path / "noframes") in capsys.readouterr().err
+    assert main(["cmi", "--data", str(data), "--clip", str(clip), "--out", str(out)]) == 2
+    assert "--frames" in capsys.readouterr().err
+    assert main(["cmi", "--data", str(data), "--clip", str(clip), "--frames", str(frames), "--out", str(out),
+                 "--negatives", "many"]) == 2  # fmt: skip
+    assert "--negatives" in capsys.readouterr().err
