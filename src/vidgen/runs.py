@@ -46,8 +46,13 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    path = Path(run_dir) / "checkpoints" / "last.ckpt"
-    return path if path.is_file() else None
+    """The newest of checkpoints/last.ckpt and the SLURM requeue saves <run.dir>/hpc_ckpt_N.ckpt.
+
+    A checkpoint may be a folder (DeepSpeed writes one per checkpoint).
+    """
+    run_dir = Path(run_dir)
+    found = [p for p in (run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def wandb_run_id(run_dir: Path) -> str:

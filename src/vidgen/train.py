@@ -32,7 +32,7 @@ from vidgen.runs import (
     prepare_run_dir,
     wandb_run_id,
 )
-from vidgen.strategies import build_strategy, cluster_plugins
+from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins
 
 
 def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]:
@@ -99,7 +99,26 @@ def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
     return accelerator, devices, int(t.num_nodes)
 
 
+def world_size(cfg: DictConfig) -> int:
+    _, devices, num_nodes = _accelerator(cfg)
+    return (devices if isinstance(devices, int) else len(devices)) * num_nodes
+
+
+def resolve_micro_batch(cfg: DictConfig) -> DictConfig:
+    """`train.micro_batch_size: null` = the global batch split over the ranks, no accumulation."""
+    if cfg.train.micro_batch_size is not None:
+        return cfg
+    world, batch = world_size(cfg), int(cfg.train.global_batch_size)
+    if batch % world:
+        raise ConfigError(
+            f"train.global_batch_size={batch} does not split over {world} ranks; "
+            f"set train.micro_batch_size or a global batch divisible by {world}"
+        )
+    return OmegaConf.merge(cfg, {"train": {"micro_batch_size": batch // world}})
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
+    cfg = resolve_micro_batch(cfg)
     accelerator, devices, num_nodes = _accelerator(cfg)
     n_devices = devices if isinstance(devices, int) else len(devices)
     world_size = n_devices * num_nodes
@@ -122,6 +141,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         EvalCallback(run_dir, every=int(cfg.train.eval_every), at_end=bool(cfg.train.eval_at_end)),
         RunRecorder(run_dir, exp, extra_summary={"backbone": cfg.backbone.name, "method": cfg.method.name}),
         StepProgressBar(),
+        *cluster_callbacks(cfg),
     ]
     loggers: list[Any] = []
     wb = cfg.logger.wandb
@@ -174,6 +194,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
 
 def train(cfg: DictConfig) -> Path:
     """Train one run; returns the run folder."""
+    cfg = resolve_micro_batch(cfg)
     spec = get_backbone(cfg.backbone.name)
     run_dir = prepare_run_dir(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -255,7 +255,7 @@ class JDMModule(DiffusionModule):
     def generate_masks(self, samples: list[VideoSample], codec, steps: int) -> Tensor:
         """Jointly generate from each sample's combination-0 (global) caption; bool masks [N, F, H, W]."""
         c, f, h, w = samples[0].latents.shape
-        chunk = max(1, int(self.cfg.train.micro_batch_size))
+        chunk = max(1, int(self.cfg.train.micro_batch_size or 1))
         out = []
         for start in range(0, len(samples), chunk):
             part = samples[start : start + chunk]

@@ -1,0 +1,77 @@
+#!/bin/bash
+# Run a sweep on SLURM: a job array whose tasks each run ONE sweep run.
+#
+#   slurm/sweep_agent.sh [sbatch options] SWEEP_ID [N]             # N tasks (default 1), each `wandb agent --count 1`
+#   slurm/sweep_agent.sh [sbatch options] --local SWEEP_FILE [N]   # the project's runner, no W&B server
+#
+#   slurm/sweep_agent.sh my-team/vidgen/abc123 8                   # 8 runs, one 8-GPU node each
+#   slurm/sweep_agent.sh --gpus-per-node=1 --ntasks-per-node=1 my-team/vidgen/abc123 16
+#
+# sbatch options go before the sweep, in --option=value form. Run this script with bash (not
+# sbatch): it submits itself as the array. Each task's run folder is
+# ${VIDGEN_SWEEP_ROOT:-outputs/sweeps}/<sweep>/slurm-<arrayjob>_<task>; it records the command the
+# agent gave it (agent_command.json), so a requeued task resumes its own run. A run that needs
+# several GPUs/nodes is launched with srun (slurm/train.sh) on all tasks of the allocation.
+# Environment: as slurm/train.sh (VIDGEN_ENV, slurm/env.sh, or .venv). See docs/slurm.md.
+#
+#SBATCH --job-name=vidgen-sweep
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=8
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=12
+#SBATCH --mem=0
+#SBATCH --time=48:00:00
+#SBATCH --signal=SIGUSR1@90
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=slurm-%x-%A_%a.out
+set -euo pipefail
+
+usage() { echo "usage: $0 [sbatch options] SWEEP_ID [N]  |  $0 [sbatch options] --local SWEEP_FILE [N]" >&2; exit 2; }
+
+if [[ -z "${SLURM_JOB_ID:-}" ]]; then
+    # ---- submit: parse, then sbatch this script as an array of N tasks
+    sbatch_opts=(); mode=(); positional=()
+    while (( $# )); do
+        case "$1" in
+            --local) mode=(--local) ;;
+            -h|--help) usage ;;
+            --) shift; positional+=("$@"); break ;;
+            -*) if (( ${#positional[@]} )); then usage; fi; sbatch_opts+=("$1") ;;
+            *) positional+=("$1") ;;
+        esac
+        shift
+    done
+    (( ${#positional[@]} >= 1 && ${#positional[@]} <= 2 )) || usage
+    sweep=${positional[0]}
+    n=${positional[1]:-1}
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive integer, got '$n'" >&2; exit 2; }
+    VIDGEN_REPO=${VIDGEN_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+    if (( ${#mode[@]} )); then
+        sweep=$(cd "$(dirname "$sweep")" && pwd)/$(basename "$sweep")   # the task runs from the repo root
+        [[ -f "$sweep" ]] || { echo "no sweep file $sweep" >&2; exit 2; }
+    fi
+    export VIDGEN_REPO
+    exec sbatch --array="0-$((n - 1))" "${sbatch_opts[@]}" "$VIDGEN_REPO/slurm/sweep_agent.sh" "${mode[@]}" "$sweep"
+fi
+
+# ---- inside an array task
+[[ -n "${VIDGEN_REPO:-}" ]] || VIDGEN_REPO=${SLURM_SUBMIT_DIR:-$PWD}
+export VIDGEN_REPO
+cd "$VIDGEN_REPO"
+set +u
+if [[ -n "${VIDGEN_ENV:-}" ]]; then
+    # shellcheck disable=SC1090
+    source "$VIDGEN_ENV"
+elif [[ -f "$VIDGEN_REPO/slurm/env.sh" ]]; then
+    # shellcheck disable=SC1091
+    source "$VIDGEN_REPO/slurm/env.sh"
+elif [[ -f "$VIDGEN_REPO/.venv/bin/activate" ]]; then
+    # shellcheck disable=SC1091
+    source "$VIDGEN_REPO/.venv/bin/activate"
+fi
+set -u
+export VIDGEN_TRAIN_SH="$VIDGEN_REPO/slurm/train.sh"
+export PYTHONUNBUFFERED=1
+echo "vidgen-sweep: job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0}: $*"
+exec "${VIDGEN_PYTHON:-python}" -m vidgen.slurm_agent task "$@"
