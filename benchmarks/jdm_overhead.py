@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -24,26 +23,13 @@ PAPER = {"jdm_cogvideox": {"params_b": (1.6938, 1.6940), "fwd_s": (0.4946, 0.505
          "jdm_modelscope": {"params_b": (1.4112, 1.4113), "fwd_s": (0.4226, 0.4263), "fwd_pct": 0.88}}
 
 
-def forward_ms(model: torch.nn.Module, inputs: dict, warmup: int, iters: int) -> float:
-    times = []
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        for i in range(warmup + iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(**inputs)
-            end.record()
-            torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def measure(exp: str, warmup: int, iters: int) -> dict:
     from omegaconf import OmegaConf
 
     from vidgen.backbones import build_backbone, get_backbone
     from vidgen.config import load_config
     from vidgen.methods import method_class
+    from vidgen.profile import _forward_ms
     from vidgen.train import data_resolution
 
     cfg = load_config([f"exp={exp}"])
@@ -57,7 +43,7 @@ def measure(exp: str, warmup: int, iters: int) -> dict:
         with torch.device("cuda"):
             net = builder().to(torch.bfloat16).eval()
             inputs = method.example_inputs(spec, "real", frames, height, width, model=net)
-        out[key] = {"params": sum(p.numel() for p in net.parameters()), "fwd_ms": forward_ms(net, inputs, warmup, iters)}
+        out[key] = {"params": sum(p.numel() for p in net.parameters()), "fwd_ms": _forward_ms(net, inputs, warmup, iters)}
         del net, inputs
         torch.cuda.empty_cache()
     out["params_pct"] = 100.0 * (out["jdm"]["params"] - out["backbone"]["params"]) / out["backbone"]["params"]

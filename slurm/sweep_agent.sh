@@ -59,18 +59,8 @@ fi
 [[ -n "${VIDGEN_REPO:-}" ]] || VIDGEN_REPO=${SLURM_SUBMIT_DIR:-$PWD}
 export VIDGEN_REPO
 cd "$VIDGEN_REPO"
-set +u
-if [[ -n "${VIDGEN_ENV:-}" ]]; then
-    # shellcheck disable=SC1090
-    source "$VIDGEN_ENV"
-elif [[ -f "$VIDGEN_REPO/slurm/env.sh" ]]; then
-    # shellcheck disable=SC1091
-    source "$VIDGEN_REPO/slurm/env.sh"
-elif [[ -f "$VIDGEN_REPO/.venv/bin/activate" ]]; then
-    # shellcheck disable=SC1091
-    source "$VIDGEN_REPO/.venv/bin/activate"
-fi
-set -u
+# shellcheck source=slurm/activate_env.sh
+source "$VIDGEN_REPO/slurm/activate_env.sh"
 export VIDGEN_TRAIN_SH="$VIDGEN_REPO/slurm/train.sh"
 export PYTHONUNBUFFERED=1
 echo "vidgen-sweep: job ${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0}: $*"

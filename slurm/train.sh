@@ -42,18 +42,8 @@ export VIDGEN_REPO
 cd "$VIDGEN_REPO"
 
 # ---- environment: VIDGEN_ENV, else slurm/env.sh, else .venv  (activation scripts may read unset vars)
-set +u
-if [[ -n "${VIDGEN_ENV:-}" ]]; then
-    # shellcheck disable=SC1090
-    source "$VIDGEN_ENV"
-elif [[ -f "$VIDGEN_REPO/slurm/env.sh" ]]; then
-    # shellcheck disable=SC1091
-    source "$VIDGEN_REPO/slurm/env.sh"
-elif [[ -f "$VIDGEN_REPO/.venv/bin/activate" ]]; then
-    # shellcheck disable=SC1091
-    source "$VIDGEN_REPO/.venv/bin/activate"
-fi
-set -u
+# shellcheck source=slurm/activate_env.sh
+source "$VIDGEN_REPO/slurm/activate_env.sh"
 PYTHON=${VIDGEN_PYTHON:-python}
 
 # ---- NCCL and threading defaults (the site's env.sh may set its own first)

@@ -67,3 +67,13 @@ def test_run_name_is_deterministic_and_slurm_aware(monkeypatch):
     assert load_config(["exp=ft_cogvideox"]).run.name == "slurm-77_3"
     assert load_config(["exp=ft_cogvideox", "run.root=/x"]).run.dir == "/x/ft_cogvideox/slurm-77_3"
     assert load_config(["exp=ft_cogvideox", "run.dir=/y/z"]).run.dir == "/y/z"
+
+
+def test_real_experiments_train_with_zero2_and_smoke_falls_back_to_ddp():
+    assert load_config(["exp=jdm_cogvideox"]).strategy.name == "deepspeed_zero2"
+    assert load_config(["exp=jdm_modelscope"]).strategy.name == "deepspeed_zero2_offload"  # JDM A.7
+    for exp in EXPERIMENTS:
+        assert load_config([f"exp={exp}", "preset=smoke"]).strategy.name == "ddp"
+    assert load_config(["exp=jdm_cogvideox", "preset=smoke", "strategy=deepspeed_zero2"]).strategy.name == (
+        "deepspeed_zero2"
+    )

@@ -39,8 +39,9 @@ def expand_shorthands(argv: list[str]) -> list[str]:
 
 
 def load_weights(module: torch.nn.Module, ckpt: Path) -> None:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    from vidgen.export import load_state_dict
+
+    state = load_state_dict(ckpt)  # a checkpoint file, or a DeepSpeed (ZeRO) checkpoint folder
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(
@@ -56,7 +57,7 @@ def sample(cfg: DictConfig) -> Path:
     if ckpt is None:
         raise ConfigError(f"no checkpoint given and none in {cfg.run.dir}/checkpoints; pass ckpt=PATH")
     ckpt = Path(ckpt)
-    if not ckpt.is_file():
+    if not ckpt.exists():
         raise ConfigError(f"ckpt={ckpt}: file not found; pass the path of a .ckpt written by `vidgen train`")
     cfg = OmegaConf.merge(cfg, {"backbone": {"init": "random", "weights": None}})  # weights come from ckpt
     module = method_class(cfg.method.name)(cfg)

@@ -49,7 +49,7 @@ def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]
 
 def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int | None = None):
     d = cfg.data
-    micro = int(micro_batch_size or cfg.train.micro_batch_size)
+    micro = int(micro_batch_size or resolve_micro_batch(cfg).train.micro_batch_size)
     size = cfg.backbone.size
     if d.name == "shapes":
         from vidgen.data.shapes_datamodule import ShapesDataModule
