@@ -140,3 +140,5 @@ def test_evaluation_every_n_steps_lands_in_eval_csv_and_summary(smoke, tmp_path,
     assert [(int(r["step"]), r["score"]) for r in read_eval(run)] == [(3, 0.3), (6, 0.6), (7, 0.7)]
     summary = read_summary(run)
     assert summary["eval/score"] == 0.7 and summary["eval/step"] == 7
+    train(load_config(smoke("logger=none", "train.eval_every=3", "train.max_steps=7", run_dir=run)))
+    assert len(read_eval(run)) == 3  # starting a finished run again evaluates nothing twice
