@@ -30,11 +30,9 @@ class EvalCallback(L.Callback):
         self._last_step = -1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        rows = [r for r in read_eval(self.run_dir) if r.get("step", 0) <= trainer.global_step]
         if trainer.is_global_zero:  # a resumed run drops evaluations after its checkpoint
+            rows = [r for r in read_eval(self.run_dir) if r.get("step", 0) <= trainer.global_step]
             self._write(rows, rewrite=True)
-        if any(int(r["step"]) == trainer.global_step for r in rows):
-            self._last_step = trainer.global_step  # e.g. a finished run started again: no second evaluation
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
