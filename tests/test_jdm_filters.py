@@ -152,3 +152,37 @@ def test_filter_command_on_annotations_and_shards(tmp_path, capsys):
     assert "--min-area" in capsys.readouterr().err
     assert main(["filter", "--out", str(out)]) == 2
     assert main(["filter", "--data", "x", "--annotations", "y", "--out", str(out)]) == 2
+
+
+def test_filtered_dataset_holds_only_the_kept_clips_and_regions(tmp_path, capsys):
+    """`vidgen jdm filter --data ROOT --write-data ROOT2`: what training then reads."""
+    import torch
+
+    from vidgen.data.shapes_datamodule import ShapesDataModule
+    from vidgen.data.shards import ShardDataset, ShardWriter
+
+    dm = ShapesDataModule(num_clips=6, frames=5, height=32, width=32, latent_channels=4, vae_scale=(1, 8, 8),
+                          text_dim=8, text_len=8)  # fmt: skip
+    with ShardWriter(tmp_path / "data", samples_per_shard=4, null_text=dm.null_text()) as w:
+        for i in range(6):
+            w.add(dm.dataset[i])
+    out, filtered = tmp_path / "kept.json", tmp_path / "filtered"
+    # loose area and fragment bounds, so clips keep some regions (shapes cut by the border go)
+    args = ["filter", "--data", str(tmp_path / "data"), "--out", str(out), "--min-area", "0.0", "--max-area", "1.0",
+            "--border-margin", "0", "--min-objects", "1", "--fragment-threshold", "0.99", "--allow-gaps",
+            "--write-data", str(filtered)]  # fmt: skip
+    assert main(args) == 0
+    kept = json.loads(out.read_text())["kept"]
+    assert kept, "the loose settings keep clips"
+    ds, source = ShardDataset(filtered), ShardDataset(tmp_path / "data")
+    assert ds.keys == [k["key"] for k in kept]
+    for item, sample in zip(kept, (ds[i] for i in range(len(ds)))):
+        original = source[source.keys.index(item["key"])]
+        assert sample.regions.captions == [original.regions.captions[r] for r in item["regions"]]
+        assert torch.equal(sample.regions.masks, original.regions.masks[item["regions"]])
+        assert torch.equal(sample.latents, original.latents)
+    dropped = sum(source[source.keys.index(k["key"])].regions.masks.shape[0] - len(k["regions"]) for k in kept)
+    assert dropped > 0 or len(kept) < len(source), "the filter must have removed something"
+    assert main(args) == 0  # resumable: a second run writes nothing new
+    assert "wrote 0 filtered clips" in capsys.readouterr().out
+    assert main(["filter", "--annotations", str(out), "--out", str(out), "--write-data", str(filtered)]) == 2

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-gaps", action="store_true", help="objects may vanish and reappear")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
     f.add_argument("--out", required=True, help="kept list (JSON)")
+    f.add_argument("--write-data", default=None, metavar="ROOT2",
+                   help="with --data: also write the kept clips (kept regions only) as a new shard dataset")
     return p
 
 
@@ -148,8 +150,13 @@ def _filter(a) -> int:
         if not Path(a.annotations).is_file():
             raise DataError(f"--annotations {a.annotations}: file does not exist; pass the precompute JSONL.")
         clips, source = filters.clips_from_annotations(a.annotations), str(a.annotations)
+    if a.write_data is not None and a.data is None:
+        raise ConfigError("--write-data needs --data (a shard dataset to copy the kept clips from)")
     result = filters.apply_filters(clips, settings)
     filters.write_kept(a.out, result, source)
+    if a.write_data is not None:
+        n = filters.write_filtered(a.data, result, a.write_data)
+        print(f"wrote {n} filtered clips -> {a.write_data} (train with data.root={a.write_data})")
     if a.json:
         print(json.dumps(result.report(), indent=1))
     else:

@@ -343,6 +343,55 @@ def write_kept(path: str | Path, result: FilterResult, source: str) -> Path:
     return path
 
 
+def keep_regions(sample, indices: list[int]):
+    """The sample with only the regions at ``indices``; stale JDM extras are dropped."""
+    from dataclasses import replace
+
+    regions = sample.regions
+    if regions is not None:
+        idx = list(indices)
+        pick = (lambda t: None if t is None else t[idx])  # noqa: E731
+        regions = replace(
+            regions,
+            masks=regions.masks[idx],
+            captions=[regions.captions[i] for i in idx],
+            caption_embeds=pick(regions.caption_embeds),
+            caption_mask=pick(regions.caption_mask),
+        )
+    extras = {k: v for k, v in sample.extras.items() if not k.startswith("jdm/")}
+    return replace(sample, regions=regions, extras=extras)
+
+
+def write_filtered(src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256) -> int:
+    """Write the kept clips, with their kept regions only, as a new shard dataset at ``dst``.
+
+    Resumable (clips already in ``dst`` are skipped). Combinations (`vidgen jdm combos`), CMI and
+    training then read ``dst`` like any dataset: the filters need no special case downstream.
+    """
+    from vidgen.data.shards import ShardDataset, ShardWriter, load_null_text, read_index
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ConfigError(f"--write-data {dst}: must differ from --data (the filtered copy is a new dataset)")
+    dataset = ShardDataset(src)
+    position = {key: i for i, key in enumerate(dataset.keys)}
+    done = ShardWriter.completed_keys(dst) if (dst / "index.json").exists() else set()
+    written = 0
+    with ShardWriter(
+        dst,
+        samples_per_shard=samples_per_shard,
+        null_text=load_null_text(src),
+        num_identities=read_index(src).get("num_identities"),
+        append=bool(done),
+    ) as writer:
+        for item in result.kept:
+            if item["key"] in done:
+                continue
+            writer.add(keep_regions(dataset[position[item["key"]]], item["regions"]))
+            written += 1
+    return written
+
+
 def render_table(result: FilterResult):
     from rich.table import Table
 
