@@ -98,3 +98,11 @@ def test_demo_path_train_then_sample(tmp_path):
     assert len(frames) == 9 and frames[0].shape == (64, 128, 3)
     right = frames[0][:, 64:].astype(int)
     assert ((right < 40) | (right > 215)).mean() > 0.95  # the mask half is binarised
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "profile"])
+def test_help_lists_the_config_groups_and_their_choices(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: vidgen {command} exp=NAME")
+    assert "jdm_cogvideox" in out and "deepspeed_zero2" in out and "wan2.1-1.3b" in out

@@ -73,3 +73,22 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
         cfg.run.dir = str(Path(cfg.run.root) / cfg.exp_name / cfg.run.name)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def overrides_help(command: str, synopsis: str) -> str:
+    """`vidgen <command> --help`: the synopsis, then every config group and its choices."""
+    lines = [f"usage: vidgen {command} {synopsis}", "", "Hydra overrides; config groups (group=choice):"]
+    for group in GROUPS:
+        options = group_options(group)
+        if options:
+            lines.append(f"  {group:<9} {', '.join(options)}")
+    lines += [
+        "",
+        "and any key, e.g. optim.lr=1e-4 train.max_steps=100 backbone.size=tiny run.dir=PATH",
+        "(the composed config of a run is written to <run.dir>/config.yaml)",
+    ]
+    return "\n".join(lines)
+
+
+def wants_help(argv: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in argv)

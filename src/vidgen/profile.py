@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import build_backbone, get_backbone
 from vidgen.backbones.profiling import forward_flops
-from vidgen.config import load_config
+from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.methods import method_class
 from vidgen.train import data_resolution
@@ -107,6 +107,9 @@ def _print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(overrides_help("profile", 'exp=NAME [--json] [--time] [overrides...]'))
+        return 0
     as_json, time = "--json" in argv, "--time" in argv
     overrides = [a for a in argv if a not in ("--json", "--time")]
     try:

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import get_backbone
-from vidgen.config import load_config
+from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.methods import method_class
 from vidgen.runs import last_checkpoint
@@ -100,6 +100,9 @@ def sample(cfg: DictConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(overrides_help("sample", 'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]'))
+        return 0
     try:
         cfg = load_config(expand_shorthands(argv))
         out = sample(cfg)

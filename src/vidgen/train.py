@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import BackboneSpec, get_backbone
-from vidgen.config import load_config
+from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.data.sample import check_fields
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.eval.callback import EvalCallback
@@ -225,6 +225,9 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print(overrides_help("train", 'exp=NAME [overrides...]'))
+        return 0
     quiet_libraries()
     try:
         cfg = load_config(argv)
