@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     from vidgen.config import load_config
     from vidgen.eval.callback import read_eval
     from vidgen.runs import read_summary
-    from vidgen.train import quiet_libraries, train
+    from vidgen.train import quiet_libraries, resolve_micro_batch, train
 
     quiet_libraries()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         ov = overrides(args, run_dir)
-        cfg = load_config(ov)
+        cfg = resolve_micro_batch(load_config(ov))
         start = time.perf_counter()
         train(cfg)
         wall = time.perf_counter() - start
