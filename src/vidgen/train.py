@@ -208,8 +208,18 @@ def train(cfg: DictConfig) -> Path:
     ckpt = last_checkpoint(run_dir)
     if ckpt is not None and trainer.is_global_zero:
         print(f"resuming from {ckpt}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    finally:
+        _finish_wandb()
     return run_dir
+
+
+def _finish_wandb() -> None:
+    """Close this process's W&B run (Lightning leaves it open; a second run would reuse it)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def quiet_libraries() -> None:
@@ -220,6 +230,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no .validation_step.*")
     warnings.filterwarnings("ignore", message=".*overridden .transfer_batch_to_device. in .LightningModule.*")
+    warnings.filterwarnings("ignore", message=".*The .srun. command is available on your system but is not used.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
