@@ -23,7 +23,7 @@ import bisect
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,21 @@ def read_index(root: Path | str) -> dict[str, Any]:
                 "Fix: re-run `vidgen precompute`."
             )
     return index
+
+
+def iter_annotations(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(annotation file, raw annotation) of every sample, shard by shard, without loading tensors."""
+    root = Path(root)
+    for shard in read_index(root)["shards"]:
+        path = root / shard["annotations"]
+        try:
+            anns = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(
+                f"{path}: unreadable annotations ({exc}). Fix: re-run `vidgen precompute`."
+            ) from exc
+        for ann in anns:
+            yield path, ann
 
 
 def load_null_text(root: Path | str) -> tuple[Tensor, Tensor]:
@@ -665,7 +680,7 @@ class ShardDataset(Dataset):
         prefix = f"{key}/{T_EXTRA}"
         for name in names:
             if name.startswith(prefix):
-                sample.extras[name[len(prefix):]] = get(name[len(key) + 1:])
+                sample.extras[name[len(prefix) :]] = get(name[len(key) + 1 :])
 
         afile = self.root / self._shards[s]["annotations"]
         actx = _Ctx(afile, key)
@@ -694,6 +709,15 @@ class ShardDataset(Dataset):
                         v[n, f] = True
             return b, v
 
+        def embeds(suffix: str, mask_suffix: str, n: int, what: str) -> tuple[Tensor | None, Tensor | None]:
+            """Optional per-item text embeddings [n, L, D] and their mask (all True when not stored)."""
+            emb = get(suffix, required=False)
+            if emb is None:
+                return None, None
+            expect(emb, suffix, [n, None, None], f"[num {what}, L, D]")
+            mask = get(mask_suffix, required=False)
+            return emb, (mask.bool() if mask is not None else torch.ones(emb.shape[:2], dtype=torch.bool))
+
         insts = ann.get("instances")
         if insts is not None and self._want("instances"):
             b, v = boxes(insts)
@@ -701,14 +725,9 @@ class ShardDataset(Dataset):
             if self._want("instances.masks") and all(it.get("mask_rle") is not None for it in insts):
                 group.masks = masks(insts, "mask_rle", "instances")
             if self._want("instances.prompt_embeds"):
-                emb = get(T_INSTANCE_EMBEDS, required=False)
-                if emb is not None:
-                    expect(emb, T_INSTANCE_EMBEDS, [len(insts), None, None], "[num instances, L, D]")
-                    group.prompt_embeds = emb
-                    pm = get(T_INSTANCE_MASK, required=False)
-                    group.prompt_mask = (
-                        pm.bool() if pm is not None else torch.ones(emb.shape[:2], dtype=torch.bool)
-                    )
+                group.prompt_embeds, group.prompt_mask = embeds(
+                    T_INSTANCE_EMBEDS, T_INSTANCE_MASK, len(insts), "instances"
+                )
             sample.instances = group
 
         regs = ann.get("regions")
@@ -721,14 +740,9 @@ class ShardDataset(Dataset):
                         expect(t, suffix, [F, H, W], "the video's frame_size [F, H, W]")
                         setattr(group, attr, t)
             if self._want("regions.caption_embeds"):
-                emb = get(T_REGION_EMBEDS, required=False)
-                if emb is not None:
-                    expect(emb, T_REGION_EMBEDS, [len(regs), None, None], "[num regions, L, D]")
-                    group.caption_embeds = emb
-                    cm = get(T_REGION_MASK, required=False)
-                    group.caption_mask = (
-                        cm.bool() if cm is not None else torch.ones(emb.shape[:2], dtype=torch.bool)
-                    )
+                group.caption_embeds, group.caption_mask = embeds(
+                    T_REGION_EMBEDS, T_REGION_MASK, len(regs), "regions"
+                )
             sample.regions = group
 
         faces = ann.get("faces")

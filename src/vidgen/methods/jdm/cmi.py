@@ -429,27 +429,17 @@ class DecodeSource:
 
 def read_clips(root: str | Path) -> list[dict[str, Any]]:
     """Per sample of a shard dataset: key, frame_size, stride and regional captions (annotations only)."""
-    from vidgen.data.shards import read_index
+    from vidgen.data.shards import iter_annotations
 
-    root = Path(root)
-    index = read_index(root)
-    clips = []
-    for shard in index["shards"]:
-        path = root / shard["annotations"]
-        try:
-            anns = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable annotations ({exc}). Fix: re-run `vidgen precompute`.") from exc
-        for ann in anns:
-            clips.append(
-                {
-                    "key": ann["key"],
-                    "frame_size": ann["frame_size"],
-                    "stride": (ann.get("micro") or {}).get("stride", 1),
-                    "captions": [str(r["caption"]) for r in (ann.get("regions") or [])],
-                }
-            )
-    return clips
+    return [
+        {
+            "key": ann["key"],
+            "frame_size": ann["frame_size"],
+            "stride": (ann.get("micro") or {}).get("stride", 1),
+            "captions": [str(r["caption"]) for r in (ann.get("regions") or [])],
+        }
+        for _, ann in iter_annotations(root)
+    ]
 
 
 def compute_cmi(

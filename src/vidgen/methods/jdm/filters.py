@@ -311,19 +311,11 @@ def _objects(regions: list, frame_size, where: str) -> list[ObjectAnn]:
 
 def clips_from_shards(root: str | Path) -> Iterator[ClipAnn]:
     """The clips of a shard dataset (annotations only; masks decoded one clip at a time)."""
-    from vidgen.data.shards import read_index
+    from vidgen.data.shards import iter_annotations
 
-    root = Path(root)
-    index = read_index(root)
-    for shard in index["shards"]:
-        path = root / shard["annotations"]
-        try:
-            anns = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable annotations ({exc}). Fix: re-run `vidgen precompute`.") from exc
-        for ann in anns:
-            where = f"{path}: sample {ann.get('key')!r}"
-            yield ClipAnn(ann["key"], _objects(ann.get("regions"), ann.get("frame_size"), where))
+    for path, ann in iter_annotations(root):
+        where = f"{path}: sample {ann.get('key')!r}"
+        yield ClipAnn(ann["key"], _objects(ann.get("regions"), ann.get("frame_size"), where))
 
 
 def clips_from_annotations(path: str | Path) -> Iterator[ClipAnn]:
