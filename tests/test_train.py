@@ -142,3 +142,22 @@ def test_evaluation_every_n_steps_lands_in_eval_csv_and_summary(smoke, tmp_path,
     assert summary["eval/score"] == 0.7 and summary["eval/step"] == 7
     train(load_config(smoke("logger=none", "train.eval_every=3", "train.max_steps=7", run_dir=run)))
     assert len(read_eval(run)) == 3  # starting a finished run again evaluates nothing twice
+
+
+def test_only_global_rank_zero_writes_the_run_folder_files(smoke, tmp_path, monkeypatch):
+    """Two ranks starting one run must not race on config.yaml or mint two W&B ids."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from vidgen.runs import prepare_run_dir, wandb_run_id
+
+    cfg = load_config(smoke(run_dir=tmp_path / "ranks"))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    run = prepare_run_dir(cfg)
+    assert (run / "checkpoints").is_dir() and not (run / "config.yaml").exists()
+    assert wandb_run_id(run) is None and not (run / "wandb_id").exists()
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    prepare_run_dir(cfg)
+    minted = wandb_run_id(run)
+    assert (run / "config.yaml").is_file() and (run / "wandb_id").read_text() == minted
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert wandb_run_id(run) == minted  # other ranks read rank 0's id

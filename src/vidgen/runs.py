@@ -33,15 +33,24 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: ranks never share a temp file
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of the job, known before the Trainer exists (Lightning reads RANK / LOCAL_RANK /
+    SLURM_PROCID at import); run-folder files are written by rank 0 only."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def prepare_run_dir(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run.dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if is_global_zero():
+        _atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return run_dir
 
 
@@ -55,11 +64,17 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def wandb_run_id(run_dir: Path) -> str:
-    """A W&B id fixed per run folder, so a resumed run continues the same W&B run."""
+def wandb_run_id(run_dir: Path) -> str | None:
+    """A W&B id fixed per run folder, so a resumed run continues the same W&B run.
+
+    Minted and written by rank 0 only (the other ranks log nothing to W&B): two ranks must never
+    write different ids for one run.
+    """
     path = Path(run_dir) / "wandb_id"
     if path.is_file():
         return path.read_text().strip()
+    if not is_global_zero():
+        return None
     run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     _atomic_write_text(path, run_id)
     return run_id
@@ -84,7 +99,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as f:
             torch.save(checkpoint, f)
             f.flush()

@@ -208,15 +208,14 @@ def train(cfg: DictConfig) -> Path:
     ckpt = last_checkpoint(run_dir)
     if ckpt is not None and trainer.is_global_zero:
         print(f"resuming from {ckpt}")
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-    finally:
-        _finish_wandb()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    _finish_wandb()  # not on errors: a killed job's W&B service may be gone; wandb's atexit closes it
     return run_dir
 
 
 def _finish_wandb() -> None:
-    """Close this process's W&B run (Lightning leaves it open; a second run would reuse it)."""
+    """Close this process's W&B run after training (Lightning leaves it open; a second training in
+    the same process would otherwise log into it)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
