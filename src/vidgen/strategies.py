@@ -41,7 +41,7 @@ def _on_cpu(cfg: DictConfig) -> bool:
     return False
 
 
-def _precision(cfg: DictConfig, on_cpu: bool) -> str:
+def resolve_precision(cfg: DictConfig, on_cpu: bool) -> str:
     """The Trainer precision as vidgen.train resolves it (auto: bf16-mixed on GPU, 32-true on CPU)."""
     precision = str(cfg.trainer.precision)
     if precision == "auto":
@@ -57,7 +57,7 @@ def deepspeed_config(cfg: DictConfig, precision: str | None = None) -> dict[str,
     s = cfg.strategy
     if not str(s.name).startswith("deepspeed"):
         raise ConfigError(f"strategy={s.name} is not a DeepSpeed strategy")
-    precision = precision or _precision(cfg, on_cpu=False)
+    precision = precision or resolve_precision(cfg, on_cpu=False)
     bf16 = bool(s.get("bf16", True))
     if bf16 and precision not in BF16:
         raise ConfigError(
@@ -110,7 +110,7 @@ def _deepspeed_strategy(cfg: DictConfig, world_size: int):
         ) from None
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
-    config = deepspeed_config(cfg, _precision(cfg, on_cpu))
+    config = deepspeed_config(cfg, resolve_precision(cfg, on_cpu))
     return DeepSpeedStrategy(config=config, process_group_backend=cfg.strategy.get("process_group_backend"))
 
 

@@ -32,7 +32,7 @@ from vidgen.runs import (
     prepare_run_dir,
     wandb_run_id,
 )
-from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins
+from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
 
 def data_resolution(cfg: DictConfig, spec: BackboneSpec) -> tuple[int, int, int]:
@@ -120,12 +120,9 @@ def resolve_micro_batch(cfg: DictConfig) -> DictConfig:
 def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     cfg = resolve_micro_batch(cfg)
     accelerator, devices, num_nodes = _accelerator(cfg)
-    n_devices = devices if isinstance(devices, int) else len(devices)
-    world_size = n_devices * num_nodes
-    accumulate = accumulation_steps(int(cfg.train.global_batch_size), int(cfg.train.micro_batch_size), world_size)
-    precision = cfg.trainer.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+    world = world_size(cfg)
+    accumulate = accumulation_steps(int(cfg.train.global_batch_size), int(cfg.train.micro_batch_size), world)
+    precision = resolve_precision(cfg, on_cpu=accelerator == "cpu")
 
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -174,7 +171,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
-        strategy=build_strategy(cfg, world_size),
+        strategy=build_strategy(cfg, world),
         precision=precision,
         max_steps=int(cfg.train.max_steps),
         accumulate_grad_batches=accumulate,
