@@ -57,7 +57,9 @@ def _load_file(path: Path, mmap: bool) -> Any:
         ) from None
     except Exception as err:
         first = str(err).split(". ")[0][:200]
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}); use {WRITTEN_BY}") from None
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}); use {WRITTEN_BY}"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
@@ -71,7 +73,9 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     checkpoint = _load_zero_folder(path) if path.is_dir() else _load_file(path, mmap)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path} has no 'state_dict': it is not a Lightning checkpoint; use {WRITTEN_BY}")
+        raise CheckpointError(
+            f"{path} has no 'state_dict': it is not a Lightning checkpoint; use {WRITTEN_BY}"
+        )
     return checkpoint
 
 
@@ -86,7 +90,9 @@ def check_matches(checkpoint: dict[str, Any], cfg: Any, path: str | Path, hint: 
         raise CheckpointError(f"{path} is a checkpoint{exp} with {listing}; {hint}")
 
 
-def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, hint: str) -> None:
+def load_matching_state(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, hint: str
+) -> None:
     """`module.load_state_dict(state, strict=True)`, a mismatch reported as a CheckpointError."""
     try:
         module.load_state_dict(state, strict=True)

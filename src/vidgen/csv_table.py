@@ -51,11 +51,17 @@ def read_rows(path: Path) -> list[dict[str, float]]:
     rows = []
     for number, fields in enumerate(csv.reader(io.StringIO("".join(lines[1:]))), start=2):
         if len(fields) != len(header):
-            raise _damaged(path, number, f"has {len(fields)} fields but the header has {len(header)} ({', '.join(header)})")
+            raise _damaged(
+                path,
+                number,
+                f"has {len(fields)} fields but the header has {len(header)} ({', '.join(header)})",
+            )
         try:
             rows.append({k: float(v) for k, v in zip(header, fields) if v != ""})
         except ValueError:
-            raise _damaged(path, number, f"holds a value that is not a number ({','.join(fields)[:80]!r})") from None
+            raise _damaged(
+                path, number, f"holds a value that is not a number ({','.join(fields)[:80]!r})"
+            ) from None
     return rows
 
 

@@ -75,7 +75,9 @@ def check_resume_config(run_dir: Path, cfg: DictConfig) -> dict[str, tuple[Any, 
     try:
         saved = OmegaConf.load(path)
     except Exception as err:  # a damaged config.yaml: say so, do not overwrite it
-        raise ConfigError(f"{path} cannot be read ({err}); restore it, or start a new run (run.dir=...)") from None
+        raise ConfigError(
+            f"{path} cannot be read ({err}); restore it, or start a new run (run.dir=...)"
+        ) from None
     changes = config_changes(saved, cfg)
     if not changes:
         return {}
@@ -103,5 +105,8 @@ def write_config(run_dir: Path, cfg: DictConfig, accepted: dict[str, tuple[Any, 
     if accepted:
         n = 1 + len(list(Path(run_dir).glob("config.resume-*.yaml")))
         header = "".join(f"#   {k}: {a!r} -> {b!r}\n" for k, (a, b) in accepted.items())
-        write(Path(run_dir) / f"config.resume-{n}.yaml", f"# resume {n} accepted config changes:\n{header}{text}")
+        write(
+            Path(run_dir) / f"config.resume-{n}.yaml",
+            f"# resume {n} accepted config changes:\n{header}{text}",
+        )
     write(Path(run_dir) / CONFIG_FILE, text)

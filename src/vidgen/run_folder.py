@@ -64,9 +64,13 @@ def check_writable_dir(path: Path, what: str) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise RunFolderError(f"{what}={path}: {probe} is a file, so the folder cannot be created; give another path")
+        raise RunFolderError(
+            f"{what}={path}: {probe} is a file, so the folder cannot be created; give another path"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunFolderError(f"{what}={path}: {probe} is not writable (permission denied); give a writable path")
+        raise RunFolderError(
+            f"{what}={path}: {probe} is not writable (permission denied); give a writable path"
+        )
 
 
 def _dead(pid: int) -> bool:
@@ -143,7 +147,12 @@ def open_run(cfg: DictConfig, rank_zero: bool = True) -> Iterator[RunFolder]:
         run.checkpoint = ckpt
         if ckpt is not None:
             if contents is not None:
-                check_matches(contents, cfg, ckpt, f"resume with the config this run was trained with (see {run_dir}/config.yaml)")
+                check_matches(
+                    contents,
+                    cfg,
+                    ckpt,
+                    f"resume with the config this run was trained with (see {run_dir}/config.yaml)",
+                )
             del contents
             run.accepted_changes = check_resume_config(run_dir, cfg)
         if rank_zero:
