@@ -34,7 +34,13 @@ def _load_zero_folder(path: Path) -> Any:
         raise CheckpointError(f"{path} is a DeepSpeed (ZeRO) checkpoint folder; {err}") from None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "consolidated.ckpt"
-        convert_zero_checkpoint_to_fp32_state_dict(str(path), str(out))
+        try:
+            convert_zero_checkpoint_to_fp32_state_dict(str(path), str(out))
+        except Exception as err:
+            raise CheckpointError(
+                f"{path} is a folder but not a readable DeepSpeed checkpoint ({type(err).__name__}: "
+                f"{str(err)[:200]}); pass {WRITTEN_BY}"
+            ) from None
         # the converter pickles a few non-tensor objects (e.g. the DeepSpeed config) into the file it
         # just wrote from the folder's own files
         return torch.load(out, map_location="cpu", weights_only=False)
@@ -69,7 +75,7 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint; pass {WRITTEN_BY}")
+        raise CheckpointError(f"{path} does not exist; pass {WRITTEN_BY}")
     checkpoint = _load_zero_folder(path) if path.is_dir() else _load_file(path, mmap)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):

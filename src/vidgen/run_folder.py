@@ -73,7 +73,8 @@ def check_writable_dir(path: Path, what: str) -> None:
         )
 
 
-def _dead(pid: int) -> bool:
+def writer_is_dead(pid: int) -> bool:
+    """No process of this pid on this host: a temp file it named is a leftover."""
     if pid == os.getpid():
         return False
     try:
@@ -89,19 +90,24 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def remove_dead_temp(folder: Path, pattern: str = ".*.tmp") -> list[str]:
+    """Remove `.<name>.<pid>.tmp` files/folders in `folder` whose writer is dead; their names."""
+    gone = []
+    for path in folder.glob(pattern) if folder.is_dir() else ():
+        m = TEMP_FILE.match(path.name)
+        if m and writer_is_dead(int(m.group(1))):
+            _remove(path)
+            gone.append(path.name)
+    return gone
+
+
 def clean_leftovers(run_dir: Path) -> list[str]:
     """Remove temp files of dead writers; fold `<stem>-vN.ckpt` into `<stem>.ckpt` (newest kept).
 
     Runs under the folder's lock, so no live run of this folder writes here. Returns what it did.
     """
-    done = []
     ckpts = run_dir / "checkpoints"
-    for folder in (run_dir, ckpts):
-        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
-            m = TEMP_FILE.match(path.name)
-            if m and _dead(int(m.group(1))):
-                _remove(path)
-                done.append(f"removed {path.name}")
+    done = [f"removed {name}" for folder in (run_dir, ckpts) for name in remove_dead_temp(folder)]
     versions: dict[str, list[Path]] = {}
     for path in ckpts.glob("*-v*.ckpt") if ckpts.is_dir() else ():
         m = VERSIONED.match(path.name)
