@@ -72,13 +72,16 @@ def _format(header: list[str], row: dict[str, float]) -> dict[str, str]:
 def rewrite_rows(path: Path, header: list[str], rows: list[dict[str, float]]) -> None:
     """Replace the file whole: temp file, fsync, rename (the old file survives a kill)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(_format(header, r) for r in rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(_format(header, r) for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def append_row(path: Path, row: dict[str, float]) -> None:

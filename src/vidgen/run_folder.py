@@ -141,7 +141,7 @@ def open_run(cfg: DictConfig, rank_zero: bool = True) -> Iterator[RunFolder]:
     run_dir = Path(cfg.run.dir)
     check_writable_dir(run_dir, "run.dir")
     created = not run_dir.exists()
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)  # for the lock; checkpoints/ comes with the first save
     lock = RunLock(run_dir)
     run = RunFolder(run_dir)
     try:
@@ -152,15 +152,11 @@ def open_run(cfg: DictConfig, rank_zero: bool = True) -> Iterator[RunFolder]:
         ckpt, contents = resume_checkpoint(run_dir, quiet=not rank_zero)
         run.checkpoint = ckpt
         if ckpt is not None:
+            run.accepted_changes = check_resume_config(run_dir, cfg)  # lists every differing key
             if contents is not None:
-                check_matches(
-                    contents,
-                    cfg,
-                    ckpt,
-                    f"resume with the config this run was trained with (see {run_dir}/config.yaml)",
-                )
+                hint = f"resume with the config this run was trained with (see {run_dir}/config.yaml)"
+                check_matches(contents, cfg, ckpt, hint)
             del contents
-            run.accepted_changes = check_resume_config(run_dir, cfg)
         if rank_zero:
             _check_tables(run_dir)
         yield run
@@ -171,9 +167,8 @@ def open_run(cfg: DictConfig, rank_zero: bool = True) -> Iterator[RunFolder]:
 
 
 def _remove_if_untouched(run_dir: Path) -> None:
-    """Undo the folder this command created, if nothing but the lock and an empty checkpoints/ is in it."""
+    """Undo the folder this command created, if nothing but the lock is in it."""
     with contextlib.suppress(OSError):
-        (run_dir / "checkpoints").rmdir()
         if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
             (run_dir / LOCK_FILE).unlink(missing_ok=True)
             run_dir.rmdir()
