@@ -82,10 +82,10 @@ def test_resume_into_a_damaged_metrics_csv_stops_before_training(smoke, tmp_path
     run = tmp_path / "run"
     train(load_config(smoke("logger=none", "train.max_steps=2", run_dir=run)))
     (run / "metrics.csv").write_text("step,train/loss,lr\n1,0.5,0.1,0\n")
-    summary = read_summary(run)
+    summary, config = read_summary(run), (run / "config.yaml").read_bytes()
     with pytest.raises(DataError, match="line 2"):
         train(load_config(smoke("logger=none", "train.max_steps=4", run_dir=run)))
-    assert read_summary(run) == summary
+    assert read_summary(run) == summary and (run / "config.yaml").read_bytes() == config
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
