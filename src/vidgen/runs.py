@@ -1,11 +1,15 @@
 """The run folder: resolved config, checkpoints, metrics.csv, summary.json and the W&B run.
 
-    <run.dir>/config.yaml              resolved config of the latest (re)start
+    <run.dir>/config.yaml              resolved config of the latest (re)start (vidgen.run_config)
+    <run.dir>/config.resume-N.yaml     a resume that accepted config changes (run.accept_config_changes)
+    <run.dir>/.lock                    held by the live run's rank 0 (vidgen.run_lock)
     <run.dir>/checkpoints/last.ckpt    + checkpoints/step=N.ckpt every train.checkpoint_every steps
-    <run.dir>/metrics.csv              one row per optimizer step: step, train/loss, lr, ...
+    <run.dir>/metrics.csv              one row per optimizer step: step, train/loss, lr, ... (appended)
     <run.dir>/summary.json             exp, status, global_step, world_size, train/loss, restarts, ...
     <run.dir>/wandb_id                 the W&B run id, fixed for the folder's lifetime
     <run.dir>/wandb/                   the W&B run files (offline unless logger.wandb.online)
+
+Opening the folder for a run (lock, checks, leftovers) is vidgen.run_folder; see docs/reliability.md.
 """
 
 from __future__ import annotations
