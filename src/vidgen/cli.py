@@ -16,7 +16,7 @@ commands:
   profile exp=NAME [--json] [--time]       parameters, forward FLOPs and overhead vs. the backbone
   backbones [--json]                       the backbone registry
   precompute --vae PATH --text-encoder PATH --videos DIR --annotations FILE --out DIR
-  export ckpt=PATH out=DIR                 consolidate a (ZeRO) checkpoint into safetensors / diffusers
+  export ckpt=PATH out=DIR [--overwrite]   consolidate a (ZeRO) checkpoint into safetensors / diffusers
   sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   jdm cmi|filter|combos ...                JDM data tools

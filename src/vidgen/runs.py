@@ -1,16 +1,19 @@
 """The run folder: resolved config, checkpoints, metrics.csv, summary.json and the W&B run.
 
-    <run.dir>/config.yaml              resolved config of the latest (re)start
+    <run.dir>/config.yaml              resolved config of the latest (re)start (vidgen.run_config)
+    <run.dir>/config.resume-N.yaml     a resume that accepted config changes (run.accept_config_changes)
+    <run.dir>/.lock                    held by the live run's rank 0 (vidgen.run_lock)
     <run.dir>/checkpoints/last.ckpt    + checkpoints/step=N.ckpt every train.checkpoint_every steps
-    <run.dir>/metrics.csv              one row per optimizer step: step, train/loss, lr, ...
+    <run.dir>/metrics.csv              one row per optimizer step: step, train/loss, lr, ... (appended)
     <run.dir>/summary.json             exp, status, global_step, world_size, train/loss, restarts, ...
     <run.dir>/wandb_id                 the W&B run id, fixed for the folder's lifetime
     <run.dir>/wandb/                   the W&B run files (offline unless logger.wandb.online)
+
+Opening the folder for a run (lock, checks, leftovers) is vidgen.run_folder; see docs/reliability.md.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -27,6 +30,8 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from vidgen import csv_table
+
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -34,7 +39,10 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: ranks never share a temp file
-    tmp.write_text(text)
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -86,15 +94,28 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    """metrics.csv's rows; a damaged file is a DataError naming the line (see vidgen.csv_table)."""
+    return csv_table.read_rows(Path(run_dir) / METRICS_FILE)
+
+
+def needs_closing(trainer: L.Trainer, run_dir: Path) -> bool:
+    """The run reached max_steps but its end-of-training hooks never ran (killed after the final
+    checkpoint): Lightning skips the training loop, and with it on_train_start/on_train_end, so the
+    callbacks finish the run from on_fit_end instead."""
+    done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+    return done and read_summary(run_dir).get("status") != "completed"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file and rename: a crash never leaves a half-written one."""
+    """Write checkpoints to a temporary file and rename: a crash never leaves a half-written one.
+
+    Reading goes through `vidgen.checkpoints.load_checkpoint` (weights only, clean errors).
+    """
+
+    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        from vidgen.checkpoints import load_checkpoint
+
+        return load_checkpoint(path)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         path = Path(path)
@@ -147,29 +168,11 @@ class RunRecorder(L.Callback):
             summary["error"] = error
         _atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop rows after the step we resume from: no step appears twice in metrics.csv."""
-        rows = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
-        path = self.run_dir / METRICS_FILE
-        if path.is_file():
-            with path.open() as f:
-                header = next(csv.reader(f), None)
-            self._write_rows(header or ["step", "train/loss", "lr"], rows, mode="w")
-
-    def _write_rows(self, header: list[str], rows: list[dict[str, float]], mode: str) -> None:
-        path = self.run_dir / METRICS_FILE
-        new = mode == "w" or not path.is_file()
-        with path.open(mode if not new else "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (int(v) if k == "step" else repr(v)) for k, v in row.items()})
 
     # -- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self._truncate_metrics(trainer.global_step)
+        if trainer.is_global_zero:  # no step twice: drop rows after the resumed step (atomic rewrite)
+            csv_table.cut_after(self.run_dir / METRICS_FILE, trainer.global_step)
         self._training = True
         self._write_summary(trainer, "running")
 
@@ -185,11 +188,17 @@ class RunRecorder(L.Callback):
         row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            self._write_rows(list(row), [row], mode="a")
+            csv_table.append_row(self.run_dir / METRICS_FILE, row)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
         self._write_summary(trainer, "completed" if done else "interrupted")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._training and needs_closing(trainer, self.run_dir):  # killed before its end hook
+            rows = read_metrics(self.run_dir) if trainer.is_global_zero else []
+            self._last = {k: rows[-1][k] for k in ("train/loss", "lr") if rows and k in rows[-1]}
+            self._write_summary(trainer, "completed")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self._training:

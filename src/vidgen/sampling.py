@@ -1,13 +1,16 @@
-"""`vidgen sample exp=NAME ckpt=PATH prompt="..." [out=PATH] [overrides]`: write an mp4.
+"""`vidgen sample exp=NAME ckpt=PATH prompt="..." [out=PATH] [overwrite=true] [overrides]`: write an mp4.
 
-The checkpoint's `state_dict` is loaded with `weights_only=True` (with EMA on, Lightning stores
-the averaged weights there). The prompt is encoded by the data's text encoder (the shapes
+The checkpoint is read by `vidgen.checkpoints.load_checkpoint` (`weights_only=True`; with EMA on,
+Lightning stores the averaged weights in its `state_dict`) and must be of this config's method
+and backbone. An existing `out=` file is refused unless `overwrite=true` (`sample.overwrite`);
+the mp4 is written to a temp file and renamed into place. The prompt is encoded by the data's text encoder (the shapes
 world's caption embedder, or a local text-encoder folder for shards) and the latents are decoded
 by the data's codec (the shapes codec or a local VAE folder).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,13 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import get_backbone
+from vidgen.checkpoints import CheckpointError, check_matches, load_checkpoint, resume_checkpoint
 from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.methods import method_class
-from vidgen.runs import last_checkpoint
+from vidgen.run_folder import check_writable_dir
 from vidgen.train import build_datamodule, data_resolution
 
-SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "steps", "guidance_scale", "seed")
+SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed")
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -38,30 +42,47 @@ def expand_shorthands(argv: list[str]) -> list[str]:
     return out
 
 
-def load_weights(module: torch.nn.Module, ckpt: Path) -> None:
-    from vidgen.export import load_state_dict
-
-    state = load_state_dict(ckpt)  # a checkpoint file, or a DeepSpeed (ZeRO) checkpoint folder
-    missing, unexpected = module.load_state_dict(state, strict=False)
+def load_weights(module: torch.nn.Module, ckpt: Path, cfg: DictConfig | None = None) -> None:
+    hint = "sample with the same exp/preset/backbone overrides the checkpoint was trained with"
+    checkpoint = load_checkpoint(ckpt)  # a checkpoint file, or a DeepSpeed (ZeRO) checkpoint folder
+    if cfg is not None:
+        check_matches(checkpoint, cfg, ckpt, hint)
+    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
     if missing or unexpected:
-        raise ConfigError(
+        raise CheckpointError(
             f"{ckpt}: checkpoint does not match the model of this config "
             f"(missing {len(missing)} keys e.g. {missing[:3]}, unexpected {len(unexpected)} e.g. {unexpected[:3]}); "
-            "sample with the same exp/preset/backbone overrides the checkpoint was trained with"
+            + hint
         )
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """Where the mp4 goes; refused before sampling if it is a folder, or a file without overwrite."""
+    out = cfg.sample.out
+    if not out:
+        slug = re.sub(r"[^a-z0-9]+", "-", str(cfg.sample.prompt).lower()).strip("-")[:48] or "empty"
+        out = Path(cfg.run.dir) / "samples" / f"{slug}-seed{int(cfg.sample.seed)}.mp4"
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"out={out} is a folder; give the path of the .mp4 file to write")
+    if out.exists() and not cfg.sample.get("overwrite", False):
+        raise ConfigError(f"out={out} exists; pass overwrite=true (sample.overwrite=true) to replace it")
+    check_writable_dir(out.parent, "out's folder")
+    return out
 
 
 def sample(cfg: DictConfig) -> Path:
     spec = get_backbone(cfg.backbone.name)
-    ckpt = cfg.sample.ckpt or last_checkpoint(Path(cfg.run.dir))
-    if ckpt is None:
+    ckpt = cfg.sample.ckpt
+    if not ckpt and Path(cfg.run.dir).is_dir():
+        ckpt = resume_checkpoint(Path(cfg.run.dir))[0]  # the run's newest loadable checkpoint
+    if not ckpt:
         raise ConfigError(f"no checkpoint given and none in {cfg.run.dir}/checkpoints; pass ckpt=PATH")
     ckpt = Path(ckpt)
-    if not ckpt.exists():
-        raise ConfigError(f"ckpt={ckpt}: file not found; pass the path of a .ckpt written by `vidgen train`")
+    out = output_path(cfg)
     cfg = OmegaConf.merge(cfg, {"backbone": {"init": "random", "weights": None}})  # weights come from ckpt
     module = method_class(cfg.method.name)(cfg)
-    load_weights(module, ckpt)
+    load_weights(module, ckpt, cfg)
     module.eval()
     datamodule = build_datamodule(cfg, spec, micro_batch_size=1)
     encoder, codec = datamodule.text_encoder(), datamodule.codec()
@@ -71,7 +92,9 @@ def sample(cfg: DictConfig) -> Path:
     image_latents = None
     if spec.image_condition:
         if cfg.data.name != "shapes":
-            raise ConfigError(f"{spec.name} is image-conditioned; sampling it needs data=shapes (first frame of clip 0)")
+            raise ConfigError(
+                f"{spec.name} is image-conditioned; sampling it needs data=shapes (first frame of clip 0)"
+            )
         image_latents = datamodule.dataset[0].image_latents[None]
     latents = module.generate(
         embeds,
@@ -86,22 +109,27 @@ def sample(cfg: DictConfig) -> Path:
         image_latents=image_latents,
     )
     video = module.decode_sample(latents, codec)
-    out = cfg.sample.out
-    if not out:
-        slug = re.sub(r"[^a-z0-9]+", "-", str(cfg.sample.prompt).lower()).strip("-")[:48] or "empty"
-        out = Path(cfg.run.dir) / "samples" / f"{slug}-seed{int(cfg.sample.seed)}.mp4"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     from vidgen.data.video_io import write_video
 
-    write_video(out, video[0], fps=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # the suffix picks the container
+    try:
+        write_video(tmp, video[0], fps=8)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
-        print(overrides_help("sample", 'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]'))
+        print(
+            overrides_help(
+                "sample",
+                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]',
+            )
+        )
         return 0
     try:
         cfg = load_config(expand_shorthands(argv))

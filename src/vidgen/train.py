@@ -24,14 +24,8 @@ from vidgen.errors import ConfigError, VidgenError
 from vidgen.eval.callback import EvalCallback
 from vidgen.methods import method_class
 from vidgen.optim import accumulation_steps
-from vidgen.runs import (
-    AtomicCheckpointIO,
-    RunRecorder,
-    StepProgressBar,
-    last_checkpoint,
-    prepare_run_dir,
-    wandb_run_id,
-)
+from vidgen.run_folder import RunFolder, open_run
+from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero, wandb_run_id
 from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
 
@@ -133,6 +127,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
             every_n_train_steps=int(cfg.train.checkpoint_every),
             save_top_k=-1,
             save_last=True,
+            enable_version_counter=False,  # one file per step: a resumed run replaces step=N.ckpt, no -v1
         ),
         # Evaluation runs before the recorder so the final summary.json holds its metrics.
         EvalCallback(run_dir, every=int(cfg.train.eval_every), at_end=bool(cfg.train.eval_at_end)),
@@ -192,8 +187,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
 def train(cfg: DictConfig) -> Path:
     """Train one run; returns the run folder."""
     cfg = resolve_micro_batch(cfg)
+    # checks run.dir, locks it for the run, cleans leftovers, picks the checkpoint, refuses a changed config
+    with open_run(cfg, rank_zero=is_global_zero()) as run:
+        return _train_in(cfg, run)
+
+
+def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
     spec = get_backbone(cfg.backbone.name)
-    run_dir = prepare_run_dir(cfg)
+    run_dir = run.dir
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module_cls = method_class(cfg.method.name)
     datamodule = build_datamodule(cfg, spec)
@@ -202,7 +203,8 @@ def train(cfg: DictConfig) -> Path:
     module = module_cls(cfg)
     module.set_null_text(*datamodule.null_text())
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)
-    ckpt = last_checkpoint(run_dir)
+    run.write_config(cfg)  # the first write into the folder: everything above is validated
+    ckpt = run.checkpoint
     if ckpt is not None and trainer.is_global_zero:
         print(f"resuming from {ckpt}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)

@@ -6,33 +6,30 @@ evaluation: the curves of e.g. JDM Fig. 4) and into `summary.json` (the latest v
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import lightning as L
 
-from vidgen.runs import RunRecorder
+from vidgen import csv_table
+from vidgen.runs import RunRecorder, needs_closing
 
 EVAL_FILE = "eval.csv"
 
 
 def read_eval(run_dir: Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / EVAL_FILE
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    return csv_table.read_rows(Path(run_dir) / EVAL_FILE)
 
 
 class EvalCallback(L.Callback):
     def __init__(self, run_dir: Path, every: int = 0, at_end: bool = True):
         self.run_dir, self.every, self.at_end = Path(run_dir), int(every), bool(at_end)
         self._last_step = -1
+        self._trained = False  # the training loop ran (Lightning skips it for a run already at max_steps)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trained = True
         if trainer.is_global_zero:  # a resumed run drops evaluations after its checkpoint
-            rows = [r for r in read_eval(self.run_dir) if r.get("step", 0) <= trainer.global_step]
-            self._write(rows, rewrite=True)
+            csv_table.cut_after(self.run_dir / EVAL_FILE, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
@@ -42,6 +39,17 @@ class EvalCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.at_end:
             self._evaluate(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The final evaluation of a run killed after its last checkpoint (see runs.needs_closing).
+
+        Lightning's teardown has moved the module to the CPU; it evaluates on the training device.
+        """
+        if self._trained or not self.at_end or not needs_closing(trainer, self.run_dir):
+            return
+        pl_module.to(trainer.strategy.root_device)
+        self._evaluate(trainer, pl_module)
+        pl_module.cpu()
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = int(trainer.global_step)
@@ -64,19 +72,13 @@ class EvalCallback(L.Callback):
         if recorder is not None:
             recorder.extra_summary.update({f"eval/{k}": v for k, v in metrics.items()}, **{"eval/step": step})
 
-    def _write(self, rows: list[dict[str, float]], rewrite: bool = False) -> None:
+    def _write(self, rows: list[dict[str, float]]) -> None:
+        """Append; a new metric name widens the header by an atomic rewrite of the whole file."""
         path = self.run_dir / EVAL_FILE
-        if not rows and not (rewrite and path.is_file()):
+        header = csv_table.read_header(path) or ["step"]
+        new = sorted({k for r in rows for k in r} - set(header))
+        if new or not path.is_file():
+            csv_table.rewrite_rows(path, [*header, *new], read_eval(self.run_dir) + rows)
             return
-        fields = sorted({k for r in rows for k in r} - {"step"})
-        if path.is_file() and not rewrite:
-            with path.open() as f:
-                header = next(csv.reader(f), ["step"])
-            fields = [k for k in header if k != "step"] + [k for k in fields if k not in header]
-            existing = read_eval(self.run_dir)
-            rows, rewrite = existing + rows, True
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["step", *fields], extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (int(v) if k == "step" else repr(v)) for k, v in row.items()})
+        for row in rows:
+            csv_table.append_row(path, row)

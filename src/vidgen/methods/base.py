@@ -169,7 +169,13 @@ class DiffusionModule(L.LightningModule):
     _STEP_BOUND_SCHEDULES = ("onecycle", "cosine_with_restarts")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vidgen"] = {"max_steps": int(self.cfg.train.max_steps), "schedule": str(self.cfg.schedule.name)}
+        checkpoint["vidgen"] = {
+            "max_steps": int(self.cfg.train.max_steps),
+            "schedule": str(self.cfg.schedule.name),
+            # what vidgen.checkpoints.check_matches compares before resume / sample / export
+            **{"exp": str(self.cfg.exp_name), "method": str(self.cfg.method.name)},
+            **{"backbone": str(self.cfg.backbone.name), "backbone_size": str(self.cfg.backbone.size)},
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("vidgen", {})
