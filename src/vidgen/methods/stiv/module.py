@@ -51,12 +51,16 @@ class STIVConfig:
         if self.task not in TASKS:
             raise ConfigError(f"method.task={self.task!r} is not valid; use one of {', '.join(TASKS)}")
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"method.objective={self.objective!r} is not valid; use one of {', '.join(OBJECTIVES)}")
+            raise ConfigError(
+                f"method.objective={self.objective!r} is not valid; use one of {', '.join(OBJECTIVES)}"
+            )
         for key in ("spatial_mask_ratio", "temporal_mask_ratio"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be in [0, 1)")
         if self.temporal_mask_ratio and self.task == "t2i":
-            raise ConfigError("method.temporal_mask_ratio needs method.task=t2v (an image has one temporal token)")
+            raise ConfigError(
+                "method.temporal_mask_ratio needs method.task=t2v (an image has one temporal token)"
+            )
         unknown = sorted(set(self.init) - {"from", "temporal_from"})
         if unknown:
             raise ConfigError(f"method.init: unknown key(s) {unknown}; valid keys: from, temporal_from")
@@ -67,7 +71,9 @@ class STIVConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"method: unknown key(s) {unknown} for method=stiv; valid keys: {sorted(names)}")
+            raise ConfigError(
+                f"method: unknown key(s) {unknown} for method=stiv; valid keys: {sorted(names)}"
+            )
         try:
             return cls(**values)
         except TypeError as err:
@@ -88,8 +94,13 @@ class STIVModule(DiffusionModule):
         """The ``method.task`` variant of the backbone with ``method.arch``, then ``method.init``."""
         hp, b = STIVConfig.parse(cfg), cfg.backbone
         if b.weights is not None:
-            return build_backbone(spec, size=b.size, weights=b.weights, init=b.init,
-                                  gradient_checkpointing=b.gradient_checkpointing)
+            return build_backbone(
+                spec,
+                size=b.size,
+                weights=b.weights,
+                init=b.init,
+                gradient_checkpointing=b.gradient_checkpointing,
+            )
         if b.size == "real" and b.init != "random" and not hp.init.get("from"):
             raise ConfigError(
                 f"backbone {spec.name!r} at backbone.size=real needs weights: method.init.from=RUN_DIR "
@@ -145,9 +156,15 @@ class STIVModule(DiffusionModule):
         keep_s = draw_keep(b, grid[1] * grid[2], ratio_s, gen)
         keep_t = draw_keep(b, grid[0], ratio_t, gen)
         micro = self.micro(batch)
-        pred = self.model(x_t, t, text, text_mask, micro=micro,
-                          keep_spatial=None if keep_s is None else keep_s.to(dev),
-                          keep_temporal=None if keep_t is None else keep_t.to(dev))
+        pred = self.model(
+            x_t,
+            t,
+            text,
+            text_mask,
+            micro=micro,
+            keep_spatial=None if keep_s is None else keep_s.to(dev),
+            keep_temporal=None if keep_t is None else keep_t.to(dev),
+        )
         err = (pred.float() - self.objective.target(x1, noise, x_t, t).float()) ** 2
         kept = kept_latent_mask(keep_s, keep_t, b, grid, (pt, p, p), dev)
         loss = masked_mse(err, kept)
@@ -190,7 +207,10 @@ class STIVModule(DiffusionModule):
         if guidance in ("cfg", "cfg_renorm"):
             kwargs["scale"] = guidance_scale
         cond = {"text_embeds": text_embeds, "text_mask": text_mask}
-        uncond = {"text_embeds": null_embeds.expand_as(text_embeds), "text_mask": null_mask.expand_as(text_mask)}
+        uncond = {
+            "text_embeds": null_embeds.expand_as(text_embeds),
+            "text_mask": null_mask.expand_as(text_mask),
+        }
         return sample_latents(
             sampler_call(self.hp.objective, self.model),
             make_scheduler(cls_name, sched_cfg),

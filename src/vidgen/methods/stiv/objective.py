@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from vidgen.diffusion.objectives import DDPMObjective, FlowObjective, Objective, make_objective
@@ -64,10 +63,16 @@ class PaperFlowObjective(FlowObjective):
 def make_stiv_objective(kind: str, timestep_sampling: str = "uniform", **knobs) -> Objective:
     """``flow`` (default, Eq. 1-2) or ``ddpm_eps`` (Table 2 baseline: SD schedule, epsilon loss)."""
     if kind == "flow":
-        return PaperFlowObjective("FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000},
-                                  timestep_sampling=timestep_sampling, **knobs)
+        return PaperFlowObjective(
+            "FlowMatchEulerDiscreteScheduler",
+            {"num_train_timesteps": 1000},
+            timestep_sampling=timestep_sampling,
+            **knobs,
+        )
     if kind == "ddpm_eps":
-        obj = make_objective("eps", "DDIMScheduler", SD_SCHEDULER, timestep_sampling=timestep_sampling, **knobs)
+        obj = make_objective(
+            "eps", "DDIMScheduler", SD_SCHEDULER, timestep_sampling=timestep_sampling, **knobs
+        )
         assert isinstance(obj, DDPMObjective)
         return obj
     raise ConfigError(f"method.objective={kind!r} is not valid; use one of {', '.join(OBJECTIVES)}")

@@ -47,7 +47,9 @@ def load_run_state(run: str | Path) -> dict[str, Tensor]:
     try:
         raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle with code, a truncated file, not a checkpoint
-        raise ConfigError(f"method.init.from: {ckpt} is not a vidgen checkpoint, not loaded ({err})") from None
+        raise ConfigError(
+            f"method.init.from: {ckpt} is not a vidgen checkpoint, not loaded ({err})"
+        ) from None
     state = raw.get("state_dict") if isinstance(raw, dict) else None
     weights = {k[len(PREFIX) :]: v for k, v in (state or {}).items() if k.startswith(PREFIX)}
     if not weights:
@@ -71,7 +73,9 @@ def inflate(key: str, src: Tensor, shape: torch.Size) -> Tensor:
     )
 
 
-def load_into(model: nn.Module, source: dict[str, Tensor], only_temporal: bool = False) -> dict[str, list[str]]:
+def load_into(
+    model: nn.Module, source: dict[str, Tensor], only_temporal: bool = False
+) -> dict[str, list[str]]:
     """Copy ``source`` into ``model`` by the mapping rules; returns the loaded / new / ignored keys."""
     target = model.state_dict()
     loaded, new = [], []
