@@ -9,6 +9,7 @@ Sampling: the shared loop with CFG renormalisation (Sec. D). Derivations: docs/m
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -107,9 +108,10 @@ class STIVModule(DiffusionModule):
                 "(progressive training), backbone.init=random (from scratch), or backbone.size=tiny"
             )
         config = spec.config_for(b.size, hp.task)
-        unknown = sorted(set(hp.arch) - set(config))
+        valid = set(inspect.signature(spec.model_cls).parameters)
+        unknown = sorted(set(hp.arch) - valid)
         if unknown:
-            raise ConfigError(f"method.arch: unknown STIVDiT option(s) {unknown}; valid: {sorted(config)}")
+            raise ConfigError(f"method.arch: unknown STIVDiT option(s) {unknown}; valid: {sorted(valid)}")
         config.update(hp.arch)
         if (hp.spatial_mask_ratio or hp.temporal_mask_ratio) and not config["decoder_blocks"]:
             raise ConfigError("MaskDiT (method.*_mask_ratio > 0) needs method.arch.decoder_blocks >= 1")
