@@ -29,7 +29,9 @@ def one_setting(backbone: str, batch: int, iters: int, mask_ratio: float, checkp
     from vidgen.optim import build_optimizer
 
     spec = get_backbone(backbone)
-    model = build_backbone(spec, size="real", init="random", gradient_checkpointing=checkpointing).cuda().train()
+    model = (
+        build_backbone(spec, size="real", init="random", gradient_checkpointing=checkpointing).cuda().train()
+    )
     opt = build_optimizer(model, name="adafactor", lr=2e-4, weight_decay=0.0, beta1=0.9)
     c, f, h, w = spec.latent_shape(20, 256, 256)
     dit = model.model
@@ -61,8 +63,6 @@ def one_setting(backbone: str, batch: int, iters: int, mask_ratio: float, checkp
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
     peak = torch.cuda.max_memory_allocated() / 2**30
-    del model, opt
-    torch.cuda.empty_cache()
     return {"step_ms": round(statistics.median(times), 1), "peak_gib": round(peak, 2)}
 
 
@@ -74,15 +74,25 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("benchmarks/stiv_gpu_step.py needs a CUDA GPU; the meta-device counts need none: "
-              "benchmarks/stiv_memory_flops.py", file=sys.stderr)
+        print(
+            "benchmarks/stiv_gpu_step.py needs a CUDA GPU; the meta-device counts need none: "
+            "benchmarks/stiv_memory_flops.py",
+            file=sys.stderr,
+        )
         return 2
-    result = {"gpu": torch.cuda.get_device_name(), "backbone": args.backbone, "batch": args.batch,
-              "resolution": "256x256x20", "precision": "bf16-autocast", "settings": {}}
+    result = {
+        "gpu": torch.cuda.get_device_name(),
+        "backbone": args.backbone,
+        "batch": args.batch,
+        "resolution": "256x256x20",
+        "precision": "bf16-autocast",
+        "settings": {},
+    }
     for ratio in (0.5, 0.0):
         for ckpt in (False, True):
             name = f"mask={ratio},checkpointing={ckpt}"
             result["settings"][name] = one_setting(args.backbone, args.batch, args.iters, ratio, ckpt)
+            torch.cuda.empty_cache()  # the previous setting's model and optimizer are gone with its frame
             print(name, result["settings"][name], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
