@@ -72,6 +72,19 @@ def backbone_forward_flops(
     return forward_flops(backbone, inputs)
 
 
+def _variant_counts(spec: BackboneSpec) -> dict[str, int]:
+    """Real-size parameters of each config variant (an empty override is the default model)."""
+    default = None
+    counts = {}
+    for name, overrides in spec.config_variants.items():
+        if not overrides:
+            default = default if default is not None else count_parameters(spec, "real")
+            counts[name] = default
+        else:
+            counts[name] = count_parameters(spec, "real", name)
+    return counts
+
+
 def backbone_table() -> list[dict]:
     """One row per registered backbone for ``vidgen backbones --json`` (parameters at real size)."""
     rows = []
@@ -87,7 +100,7 @@ def backbone_table() -> list[dict]:
                 text_encoder=spec.text_encoder,
                 vae=spec.vae_cls,
                 default_resolution=[spec.default_frames, spec.default_height, spec.default_width],
-                params_by_variant={v: count_parameters(spec, "real", v) for v in spec.config_variants},
+                params_by_variant=_variant_counts(spec),
             )
         )
     return rows
