@@ -56,8 +56,8 @@ def n_params(model) -> int:
     "name, t2i, t2v, blocks_t2i_b, blocks_t2v_b",
     [
         ("stiv-xl", 659_647_504, 819_078_944, 0.595, 0.743),
-        ("stiv-xxl", 1_548_590_096, 1_926_377_504, 1.434, 1.793),
-        ("stiv-m", 7_391_410_192, 9_204_043_808, 6.946, 8.682),
+        pytest.param("stiv-xxl", 1_548_590_096, 1_926_377_504, 1.434, 1.793, marks=pytest.mark.slow),
+        pytest.param("stiv-m", 7_391_410_192, 9_204_043_808, 6.946, 8.682, marks=pytest.mark.slow),
     ],
 )
 def test_parameter_counts_of_the_three_sizes(name, t2i, t2v, blocks_t2i_b, blocks_t2v_b):

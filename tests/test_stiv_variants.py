@@ -3,6 +3,8 @@ Table 3 / 4 / 17 rows change what their `change:` says, and every STIV sweep nam
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -39,6 +41,7 @@ def flat(cfg, prefix: str = "") -> dict:
     return out
 
 
+@functools.cache
 def composed(variant: str, exp: str) -> dict:
     cfg = load_config([f"exp={exp}", f"variant={variant}", "data.root=/data"])
     return flat(OmegaConf.to_container(cfg, resolve=False))
