@@ -259,3 +259,16 @@ def test_registry_adapter_defaults_the_micro_conditions():
         ref = backbone.model(**{**x, "micro": backbone.default_micro(x["hidden_states"])})
     assert torch.equal(out, ref)
     assert backbone.default_micro(x["hidden_states"])["original_size"][0].tolist() == [64.0, 64.0]
+
+
+def test_learned_positions_add_their_tables_and_start_as_sincos():
+    sincos, learned = tiny(pos_embed="sincos"), tiny(pos_embed="learned", pos_grid=[2, 4, 4])
+    assert n_params(learned) - n_params(sincos) == (2 + 16) * TINY["hidden_size"]
+    randomize(sincos)
+    learned.load_state_dict(sincos.state_dict(), strict=False)  # all but the two tables
+    with torch.no_grad():
+        torch.testing.assert_close(learned(**inputs()), sincos(**inputs()))  # init = the sincos values
+        learned.pos_spatial.add_(1.0)
+        assert not torch.allclose(learned(**inputs()), sincos(**inputs()))
+    with pytest.raises(ValueError, match="learned positions cover 2 x 4 x 4 tokens"):
+        learned(**inputs(frames=8))

@@ -24,7 +24,7 @@ from vidgen.backbones.stiv_layers import (
     stateless_norm,
 )
 
-POS_EMBEDS = ("rope", "sincos")
+POS_EMBEDS = ("rope", "sincos", "learned")
 
 
 class STIVDiT(nn.Module):
@@ -32,7 +32,9 @@ class STIVDiT(nn.Module):
 
     Knobs (Table 2 / 3 rows): ``qk_norm``, ``sandwich_norm``, ``cond_norm``, ``shared_adaln``
     (False: one adaLN per block), ``micro_conditions``, ``pos_embed`` ("rope": 2D RoPE in spatial,
-    1D in temporal attention; "sincos": the DiT/PixArt absolute embedding), ``temporal_patch_size``
+    1D in temporal attention; "sincos": the DiT/PixArt absolute embedding; "learned": absolute
+    spatial and temporal tables for a fixed ``pos_grid`` = (max temporal, h, w) tokens, initialised to
+    the sincos values), ``temporal_patch_size``
     (the "cubify" Conv3d's temporal kernel), ``temporal_attention`` (False = the T2I model),
     ``causal_temporal``, ``decoder_blocks`` (MaskDiT's extra full-width blocks after unmasking).
     ``rope_spatial_scale`` / ``rope_temporal_scale`` > 1 interpolate RoPE positions (progressive
@@ -67,6 +69,7 @@ class STIVDiT(nn.Module):
         rope_spatial_scale: float = 1.0,
         rope_temporal_scale: float = 1.0,
         decoder_blocks: int = 2,
+        pos_grid: list[int] | None = None,  # pos_embed="learned": (max temporal, h, w) tokens
     ) -> None:
         super().__init__()
         if pos_embed not in POS_EMBEDS:
@@ -81,6 +84,9 @@ class STIVDiT(nn.Module):
         self.hidden_size, self.head_dim = hidden_size, hidden_size // num_heads
         self.temporal_attention, self.causal_temporal = temporal_attention, causal_temporal
         self.pos_embed = pos_embed
+        if pos_embed == "learned" and (pos_grid is None or len(pos_grid) != 3):
+            raise ValueError("STIVDiT pos_embed='learned' needs pos_grid=[max temporal, h, w] tokens")
+        self.pos_grid = tuple(pos_grid) if pos_grid is not None else None
         self.rope_theta, self.rope_spatial_scale, self.rope_temporal_scale = (
             rope_theta,
             rope_spatial_scale,
@@ -94,6 +100,10 @@ class STIVDiT(nn.Module):
         self.caption_proj = nn.Sequential(
             nn.Linear(text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
         )
+        if pos_embed == "learned":
+            t_max, gh, gw = self.pos_grid
+            self.pos_spatial = nn.Parameter(torch.zeros(gh * gw, d))
+            self.pos_temporal = nn.Parameter(torch.zeros(t_max, d)) if temporal_attention else None
         # 2. Singleton condition -> AdaLN (one shared module, or one per block)
         self.singleton = SingletonCondition(d, text_dim, pooled_text, micro_conditions, cond_norm)
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d)) if shared_adaln else None
@@ -131,6 +141,14 @@ class STIVDiT(nn.Module):
                 nn.init.zeros_(blk.adaln[-1].bias)
             if blk.attn_t is not None:
                 nn.init.zeros_(blk.attn_t.to_out.weight)
+        if self.pos_embed == "learned":
+            with torch.no_grad():
+                t_max, gh, gw = self.pos_grid
+                self.pos_spatial.copy_(self._sincos_spatial(gh, gw, self.pos_spatial.device))
+                if self.pos_temporal is not None:
+                    self.pos_temporal.copy_(
+                        sincos_1d(self.hidden_size, torch.arange(t_max, device=self.pos_temporal.device))
+                    )
         for lin in (self.final_adaln[-1], self.proj_out) + (
             (self.adaln[-1],) if self.adaln is not None else ()
         ):
@@ -146,14 +164,28 @@ class STIVDiT(nn.Module):
                 self.head_dim, torch.arange(t, device=device), self.rope_theta, self.rope_temporal_scale
             )
             return {"rope_s": rs, "rope_t": rt}
+        if self.pos_embed == "learned":
+            t_max, gh, gw = self.pos_grid
+            if (h, w) != (gh, gw) or t > t_max:
+                raise ValueError(
+                    f"STIVDiT learned positions cover {t_max} x {gh} x {gw} tokens, got {t} x {h} x {w}; "
+                    "use pos_embed='rope' (any size) or a matching pos_grid"
+                )
+            absolute = self.pos_spatial[None].expand(t, -1, -1)
+            if self.pos_temporal is not None:
+                absolute = absolute + self.pos_temporal[:t, None]
+            return {"absolute": absolute}
+        absolute = self._sincos_spatial(h, w, device)[None].expand(t, -1, -1)
+        if self.temporal_attention:  # Open-Sora / Latte: a 1D temporal sincos added for video
+            absolute = absolute + sincos_1d(self.hidden_size, torch.arange(t, device=device))[:, None]
+        return {"absolute": absolute}
+
+    def _sincos_spatial(self, h: int, w: int, device) -> Tensor:
+        """2D sine-cosine table [h*w, D]: half of the channels encode the row, half the column."""
         d = self.hidden_size
         rows = torch.arange(h, device=device).repeat_interleave(w)
         cols = torch.arange(w, device=device).repeat(h)
-        spatial = torch.cat([sincos_1d(d // 2, rows), sincos_1d(d // 2, cols)], dim=-1)  # [S, D]
-        absolute = spatial[None].expand(t, -1, -1)
-        if self.temporal_attention:  # Open-Sora / Latte: a 1D temporal sincos added for video
-            absolute = absolute + sincos_1d(d, torch.arange(t, device=device))[:, None]
-        return {"absolute": absolute}
+        return torch.cat([sincos_1d(d // 2, rows), sincos_1d(d // 2, cols)], dim=-1)
 
     # ----------------------------------------------------------------------------- forward
     def forward(
