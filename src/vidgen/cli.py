@@ -51,8 +51,10 @@ def _backbones(argv: list[str]) -> int:
     table = Table(title="vidgen backbones")
     for col in columns:
         table.add_column(col, justify="right" if col == "params" else "left")
+    table.add_column("variants")  # e.g. STIV's T2I / T2V parameter counts
     for r in rows:
-        table.add_row(*(f"{r[c]:,}" if c == "params" else str(r[c]) for c in columns))
+        variants = ", ".join(f"{v}: {n:,}" for v, n in r["params_by_variant"].items())
+        table.add_row(*(f"{r[c]:,}" if c == "params" else str(r[c]) for c in columns), variants)
     Console().print(table)
     return 0
 

@@ -20,7 +20,10 @@ GROUPS = ("backbone", "method", "data", "optim", "schedule", "trainer", "strateg
 
 def group_options(group: str) -> list[str]:
     folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    # nested options (variant/stiv/table2_01_qk_norm.yaml) are chosen as "stiv/table2_01_qk_norm"
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
 def _check_group_choices(overrides: list[str]) -> None:

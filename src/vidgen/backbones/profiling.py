@@ -19,17 +19,17 @@ if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
     _CUSTOM[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flop
 
 
-def meta_model(spec: str | BackboneSpec, size: str = "real") -> nn.Module:
+def meta_model(spec: str | BackboneSpec, size: str = "real", variant: str | None = None) -> nn.Module:
     """Instantiate the ``size`` config of ``spec`` on the meta device (seconds even for 14B)."""
     spec = get_backbone(spec)
-    config = spec.config_for(size)
+    config = spec.config_for(size, variant)
     with torch.device("meta"):
         return spec.model_cls(**config)
 
 
-def count_parameters(spec: str | BackboneSpec, size: str = "real") -> int:
+def count_parameters(spec: str | BackboneSpec, size: str = "real", variant: str | None = None) -> int:
     """Number of parameters of the ``size`` model (== the Backbone's: the wrapper adds none)."""
-    return sum(p.numel() for p in meta_model(spec, size).parameters())
+    return sum(p.numel() for p in meta_model(spec, size, variant).parameters())
 
 
 def forward_flops(module: nn.Module, inputs: dict) -> int:
@@ -72,6 +72,19 @@ def backbone_forward_flops(
     return forward_flops(backbone, inputs)
 
 
+def _variant_counts(spec: BackboneSpec) -> dict[str, int]:
+    """Real-size parameters of each config variant (an empty override is the default model)."""
+    default = None
+    counts = {}
+    for name, overrides in spec.config_variants.items():
+        if not overrides:
+            default = default if default is not None else count_parameters(spec, "real")
+            counts[name] = default
+        else:
+            counts[name] = count_parameters(spec, "real", name)
+    return counts
+
+
 def backbone_table() -> list[dict]:
     """One row per registered backbone for ``vidgen backbones --json`` (parameters at real size)."""
     rows = []
@@ -87,6 +100,7 @@ def backbone_table() -> list[dict]:
                 text_encoder=spec.text_encoder,
                 vae=spec.vae_cls,
                 default_resolution=[spec.default_frames, spec.default_height, spec.default_width],
+                params_by_variant=_variant_counts(spec),
             )
         )
     return rows

@@ -60,6 +60,9 @@ class BackboneSpec:
     input_proj: str | None = None
     output_proj: str | None = None
     proj_channels_last: bool = False
+    # Named overrides of the real/tiny config (e.g. STIV's "t2i": no temporal attention); counted by
+    # `vidgen backbones` and selected with ``config_for(size, variant)``.
+    config_variants: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.objective not in ("v", "eps", "flow"):
@@ -80,10 +83,16 @@ class BackboneSpec:
         self._check_size(size)
         return self.text_len if size == "real" else self.tiny_text_len
 
-    def config_for(self, size: str) -> dict:
-        """A deep copy of the constructor kwargs for ``size``."""
+    def config_for(self, size: str, variant: str | None = None) -> dict:
+        """A deep copy of the constructor kwargs for ``size`` (with a ``config_variants`` entry applied)."""
         self._check_size(size)
-        return copy.deepcopy(self.real_config if size == "real" else self.tiny_config)
+        config = copy.deepcopy(self.real_config if size == "real" else self.tiny_config)
+        if variant is not None:
+            if variant not in self.config_variants:
+                valid = ", ".join(self.config_variants) or "none"
+                raise ConfigError(f"backbone {self.name!r} has no config variant {variant!r}; valid: {valid}")
+            config.update(copy.deepcopy(self.config_variants[variant]))
+        return config
 
     def resolution_for(self, size: str) -> tuple[int, int, int]:
         """Pixel (frames, height, width): the profile default for real, the tiny run size for tiny."""

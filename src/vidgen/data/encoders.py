@@ -19,7 +19,7 @@ from torch import Tensor
 
 from vidgen.errors import ConfigError, DataError
 
-TEXT_ENCODER_KINDS = ("T5EncoderModel", "UMT5EncoderModel", "CLIPTextModel")
+TEXT_ENCODER_KINDS = ("T5EncoderModel", "UMT5EncoderModel", "CLIPTextModel", "AutoModel")
 VAE_KINDS = ("AutoencoderKLCogVideoX", "AutoencoderKLWan", "AutoencoderKL")
 
 _TOKENIZER_FILES = (
@@ -89,6 +89,8 @@ class HFTextEncoder:
       zeroed, as `WanPipeline` does.
     - CLIPTextModel (ModelScope): `last_hidden_state` of 77 tokens; the mask is passed only when
       the config sets `use_attention_mask`, as the Stable Diffusion style pipelines do.
+    - AutoModel (any transformers text model, e.g. STIV's text-encoder knob): `last_hidden_state`
+      of the class its config names, run with the attention mask.
     The returned mask is the tokenizer's attention mask (True = real token) in every case.
     """
 
@@ -128,7 +130,9 @@ class HFTextEncoder:
         tokens = self.tokenize(prompts)
         ids = tokens.input_ids.to(self.device)
         mask = tokens.attention_mask.to(self.device)
-        if self.kind == "UMT5EncoderModel":
+        if self.kind == "AutoModel":
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        elif self.kind == "UMT5EncoderModel":
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             hidden = hidden * mask[..., None].to(hidden.dtype)
         elif self.kind == "CLIPTextModel" and getattr(self.model.config, "use_attention_mask", False):

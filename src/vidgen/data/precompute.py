@@ -404,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--text-len", type=int, default=None, help="tokens (default: the backbone's text_len)")
     p.add_argument(
-        "--text-encoder-kind", default=None, help="T5EncoderModel | UMT5EncoderModel | CLIPTextModel"
+        "--text-encoder-kind",
+        default=None,
+        help="T5EncoderModel | UMT5EncoderModel | CLIPTextModel | AutoModel (any transformers text model)",
     )
     p.add_argument(
         "--vae-kind", default=None, help="AutoencoderKLCogVideoX | AutoencoderKLWan | AutoencoderKL"

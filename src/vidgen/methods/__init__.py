@@ -10,6 +10,7 @@ from vidgen.errors import ConfigError
 METHODS = {
     "finetune": "vidgen.methods.finetune:FineTuneModule",
     "jdm": "vidgen.methods.jdm.module:JDMModule",
+    "stiv": "vidgen.methods.stiv.module:STIVModule",
 }
 
 

@@ -179,3 +179,8 @@ TABLES: dict[str, TableSpec] = {
 
 def table_spec(sweep_name: str) -> TableSpec | None:
     return TABLES.get(sweep_name)
+
+# Papers' tables kept in their own modules (imported last: they use Metric / TableSpec above).
+from vidgen.sweeps.tables_stiv import STIV_TABLES  # noqa: E402
+
+TABLES.update(STIV_TABLES)
