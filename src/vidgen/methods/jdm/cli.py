@@ -3,7 +3,8 @@
     vidgen jdm combos --data ROOT --vae PATH --text-encoder PATH --backbone cogvideox-2b [--k 4]
                       [--signal mask|hed|depth] [--seed 0] [--max-objects 3] [--out ROOT2]
     vidgen jdm cmi    --data ROOT --clip PATH (--frames DIR | --videos DIR --annotations FILE |
-                      --vae PATH --backbone NAME) --out FILE.json [--negatives 1024] [--tau 0.07]
+                      --vae PATH --backbone NAME) [--out ROOT/jdm_cmi.json] [--negatives 1024]
+                      [--critic ratio|exp] [--temperature 0.07] [--overwrite]
     vidgen jdm filter (--data ROOT | --annotations FILE) [--min-area 0.1] [--max-area 0.6]
                       [--fragment-threshold 0.1] [--json] --out FILE
 
@@ -53,9 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--annotations", default=None, help="the precompute JSONL annotations (with --videos)")
     m.add_argument("--vae", default=None, help="decode stored latents for the middle frame (with --backbone)")
     m.add_argument("--backbone", default=None)
-    m.add_argument("--out", required=True, help="output .json or .safetensors {key: Ī}")
+    m.add_argument("--out", default=None,
+                   help="output .json or .safetensors {key: Ī} (default: DATA/jdm_cmi.json, read by training)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.add_argument("--negatives", type=int, default=1024, help="M nearest-neighbour negatives")
-    m.add_argument("--tau", type=float, default=0.07, help="critic temperature: f = exp(sim / tau)")
+    m.add_argument("--critic", choices=("ratio", "exp"), default="ratio",
+                   help="ratio: Eq. 12 as printed (log-ratio of similarities); exp: exp(sim / T) critic")
+    m.add_argument("--temperature", type=float, default=0.07, help="T of --critic exp")
     m.add_argument("--index", choices=("exact", "ivf"), default="exact")
     m.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     m.add_argument("--nprobe", type=int, default=8, help="IVF lists scanned per query")
@@ -126,12 +131,13 @@ def _cmi(a) -> int:
     else:
         source = None
     values = cmi.compute_cmi(
-        a.data, a.clip, a.out, frame_source=source, negatives=a.negatives, tau=a.tau, index=a.index,
-        nlist=a.nlist, nprobe=a.nprobe, device=a.device, batch_size=a.batch_size, seed=a.seed,
-        work_dir=a.work_dir, progress=not a.no_progress,
+        a.data, a.clip, a.out, frame_source=source, negatives=a.negatives, critic=a.critic,
+        temperature=a.temperature, index=a.index, nlist=a.nlist, nprobe=a.nprobe, device=a.device,
+        batch_size=a.batch_size, seed=a.seed, work_dir=a.work_dir, progress=not a.no_progress,
+        overwrite=a.overwrite,
     )
     mean = sum(values.values()) / max(len(values), 1)
-    print(f"jdm cmi: {len(values)} clips, mean Ī = {mean:.4f} -> {a.out}")
+    print(f"jdm cmi: {len(values)} clips, mean Ī = {mean:.4f} -> {a.out or Path(a.data) / cmi.CMI_FILE}")
     return 0
 
 
