@@ -242,3 +242,26 @@ def test_cmi_command_end_to_end(tmp_path, capsys):
     assert main(["cmi", "--data", str(data), "--clip", str(clip), "--frames", str(frames), "--out", str(out),
                  "--negatives", "many"]) == 2  # fmt: skip
     assert "--negatives" in capsys.readouterr().err
+
+
+def test_shapes_stand_in_cmi_separates_independent_from_correlated_captions():
+    from vidgen.data.shapes import ShapesWorld
+    from vidgen.methods.jdm.cmi_shapes import clips_cmi, shapes_cmi
+    from vidgen.methods.jdm.loss_weighting import dynamic_weight
+
+    world = ShapesWorld(9, 32, 32, max_instances=4, seed=0)
+    clips = [c for c in map(world.render_clip, range(64)) if len(c.prompts) >= 2]
+    frames = torch.stack([c.video[:, 4] for c in clips])
+    # independent: every object of the world is drawn on its own; correlated: each clip's two
+    # regional captions name the same kind of object ("rain" always with "umbrella")
+    independent = [[c.prompts[0], c.prompts[-1]] for c in clips]
+    correlated = [[c.prompts[0], c.prompts[0].replace("a ", "one ", 1)] for c in clips]
+    w_ind = dynamic_weight(torch.tensor(clips_cmi(independent, frames, negatives=16)))
+    w_cor = dynamic_weight(torch.tensor(clips_cmi(correlated, frames, negatives=16)))
+    assert w_ind.mean() > 0.85 and w_cor.mean() < w_ind.mean() - 0.2, (w_ind.mean(), w_cor.mean())
+    # deterministic, keyed like the shapes dataset's samples
+    dm = ShapesDataModule(
+        num_clips=6, frames=9, height=32, width=32, latent_channels=16, text_dim=32, text_len=16
+    )
+    values = shapes_cmi(dm.world, 6)
+    assert list(values) == [dm.dataset[i].key for i in range(6)] and values == shapes_cmi(dm.world, 6)

@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backbone", default=None, help="registry name: gives the VAE / text-encoder classes")
     c.add_argument("--vae-kind", default=None)
     c.add_argument("--text-encoder-kind", default=None)
-    c.add_argument("--k", type=int, default=4, help="combinations per clip (0 = all objects + global caption)")
+    c.add_argument(
+        "--k", type=int, default=4, help="combinations per clip (0 = all objects + global caption)"
+    )
     c.add_argument("--signal", default="mask", choices=("mask", "hed", "depth"))
     c.add_argument("--seed", type=int, default=0, help="the training config's seed")
     c.add_argument("--max-objects", type=int, default=3, help="objects per random combination")
@@ -54,12 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--annotations", default=None, help="the precompute JSONL annotations (with --videos)")
     m.add_argument("--vae", default=None, help="decode stored latents for the middle frame (with --backbone)")
     m.add_argument("--backbone", default=None)
-    m.add_argument("--out", default=None,
-                   help="output .json or .safetensors {key: Ī} (default: DATA/jdm_cmi.json, read by training)")
+    m.add_argument(
+        "--out",
+        default=None,
+        help="output .json or .safetensors {key: Ī} (default: DATA/jdm_cmi.json, read by training)",
+    )
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.add_argument("--negatives", type=int, default=1024, help="M nearest-neighbour negatives")
-    m.add_argument("--critic", choices=("ratio", "exp"), default="ratio",
-                   help="ratio: Eq. 12 as printed (log-ratio of similarities); exp: exp(sim / T) critic")
+    m.add_argument(
+        "--critic",
+        choices=("ratio", "exp"),
+        default="ratio",
+        help="ratio: Eq. 12 as printed (log-ratio of similarities); exp: exp(sim / T) critic",
+    )
     m.add_argument("--temperature", type=float, default=0.07, help="T of --critic exp")
     m.add_argument("--index", choices=("exact", "ivf"), default="exact")
     m.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
@@ -84,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-gaps", action="store_true", help="objects may vanish and reappear")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
     f.add_argument("--out", required=True, help="kept list (JSON)")
-    f.add_argument("--write-data", default=None, metavar="ROOT2",
-                   help="with --data: also write the kept clips (kept regions only) as a new shard dataset")
+    f.add_argument(
+        "--write-data",
+        default=None,
+        metavar="ROOT2",
+        help="with --data: also write the kept clips (kept regions only) as a new shard dataset",
+    )
     return p
 
 
@@ -99,13 +112,25 @@ def _combos(a) -> int:
 
     _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")
     _need_dir(a.vae, "--vae", "pass the local VAE folder the dataset was encoded with")
-    _need_dir(a.text_encoder, "--text-encoder", "pass the local text-encoder folder the dataset was encoded with")
+    _need_dir(
+        a.text_encoder, "--text-encoder", "pass the local text-encoder folder the dataset was encoded with"
+    )
     if a.k < 1:
         raise ConfigError(f"--k={a.k} must be >= 1")
     r = precompute_combinations(
-        a.data, a.vae, a.text_encoder, backbone=a.backbone, num_combinations=a.k, signal=a.signal, seed=a.seed,
-        max_objects=a.max_objects, out=a.out, device=a.device, vae_kind=a.vae_kind,
-        text_encoder_kind=a.text_encoder_kind, progress=not a.no_progress,
+        a.data,
+        a.vae,
+        a.text_encoder,
+        backbone=a.backbone,
+        num_combinations=a.k,
+        signal=a.signal,
+        seed=a.seed,
+        max_objects=a.max_objects,
+        out=a.out,
+        device=a.device,
+        vae_kind=a.vae_kind,
+        text_encoder_kind=a.text_encoder_kind,
+        progress=not a.no_progress,
     )
     print(f"jdm combos: wrote {r['written']} clips, {r['skipped']} already done, to {a.out or a.data}")
     return 0
@@ -120,7 +145,9 @@ def _cmi(a) -> int:
         source = cmi.FramesDirSource(a.frames)
     elif a.videos is not None or a.annotations is not None:
         if a.videos is None or a.annotations is None:
-            raise ConfigError("--videos and --annotations go together (the raw videos and the precompute JSONL)")
+            raise ConfigError(
+                "--videos and --annotations go together (the raw videos and the precompute JSONL)"
+            )
         source = cmi.VideoSource(a.videos, a.annotations)
     elif a.vae is not None:
         if a.backbone is None:
@@ -131,9 +158,21 @@ def _cmi(a) -> int:
     else:
         source = None
     values = cmi.compute_cmi(
-        a.data, a.clip, a.out, frame_source=source, negatives=a.negatives, critic=a.critic,
-        temperature=a.temperature, index=a.index, nlist=a.nlist, nprobe=a.nprobe, device=a.device,
-        batch_size=a.batch_size, seed=a.seed, work_dir=a.work_dir, progress=not a.no_progress,
+        a.data,
+        a.clip,
+        a.out,
+        frame_source=source,
+        negatives=a.negatives,
+        critic=a.critic,
+        temperature=a.temperature,
+        index=a.index,
+        nlist=a.nlist,
+        nprobe=a.nprobe,
+        device=a.device,
+        batch_size=a.batch_size,
+        seed=a.seed,
+        work_dir=a.work_dir,
+        progress=not a.no_progress,
         overwrite=a.overwrite,
     )
     mean = sum(values.values()) / max(len(values), 1)
@@ -145,9 +184,14 @@ def _filter(a) -> int:
     from vidgen.methods.jdm import filters
 
     settings = filters.FilterSettings(
-        min_area=a.min_area, max_area=a.max_area, fragment_threshold=a.fragment_threshold,
-        max_per_type=a.max_per_type, min_objects=a.min_objects, max_objects=a.max_objects,
-        border_margin=a.border_margin, allow_gaps=a.allow_gaps,
+        min_area=a.min_area,
+        max_area=a.max_area,
+        fragment_threshold=a.fragment_threshold,
+        max_per_type=a.max_per_type,
+        min_objects=a.min_objects,
+        max_objects=a.max_objects,
+        border_margin=a.border_margin,
+        allow_gaps=a.allow_gaps,
     )
     if a.data is not None:
         _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")

@@ -22,12 +22,13 @@ key                        shape / dtype       meaning
 ``jdm/caption_embeds``     [K, L, D]           prompt of each combination (0: global caption)
 ``jdm/caption_mask``       [K, L] bool         its token mask
 ``jdm/masks``              [K, F, H, W] bool   each combination's union mask (evaluation truth)
-``jdm/cmi``                [] float32          the clip's average CMI (cmi.py); 0.0 without
-                                               ``method.cmi_file``, then w' = w
+``jdm/cmi``                [] float32          the clip's average CMI Ī (``clip_cmi``); 0.0 with
+                                               ``method.dynamic_weighting=false`` (unused: w' = w)
 =========================  ==================  ==================================================
 
-The JDM module picks which k to train on with its per-step generator, so the combination a clip
-is trained with varies across epochs while the data stays reproducible.
+The JDM module picks which k in 1..K-1 to train L_fine on with its per-step generator: the
+subset varies across steps, but only within the clip's fixed pool of K-1 subsets (Fig. 2 samples
+from all combinations; see docs/methods/jdm.md, "differs").
 
 Precompute (``vidgen jdm combos``, ``precompute_combinations``) writes ``jdm/mask_latents``,
 ``jdm/caption_embeds``, ``jdm/caption_mask`` and ``jdm/members`` ([K, R] bool: the regions of
@@ -141,7 +142,7 @@ def _no_regions_error(key: str) -> DataError:
     return DataError(
         f"sample {key!r}: field regions: JDM needs regional masks + captions (the `regions` group: one mask "
         "per object per frame and its regional caption), and this sample has none. Fix: use data with "
-        "regions (data=shapes, or shards precomputed from annotations with a non-empty \"regions\" list; "
+        'regions (data=shapes, or shards precomputed from annotations with a non-empty "regions" list; '
         "`vidgen jdm filter` drops clips with fewer than 2 objects)."
     )
 
@@ -180,7 +181,13 @@ def compute_combination_extras(
     members = torch.zeros((len(combos), r), dtype=torch.bool)
     for k, c in enumerate(combos):
         members[k, list(c)] = True
-    return {MASK_LATENTS: latents, CAPTION_EMBEDS: embeds, CAPTION_MASK: tmask, MEMBERS: members, MASKS: unions}
+    return {
+        MASK_LATENTS: latents,
+        CAPTION_EMBEDS: embeds,
+        CAPTION_MASK: tmask,
+        MEMBERS: members,
+        MASKS: unions,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +257,7 @@ class CombinationTransform:
             if key not in self.cmi:
                 raise DataError(
                     f"{self.cmi_file}: no CMI value for sample {key!r}. Fix: re-run `vidgen jdm cmi --data ROOT "
-                    f"--out {self.cmi_file}` on this dataset, or set method.cmi_file=null (then w' = w)."
+                    "--overwrite` on this dataset, or set method.dynamic_weighting=false (then w' = w)."
                 )
             return torch.tensor(float(self.cmi[key]), dtype=torch.float32)
         if stored is not None:
@@ -262,7 +269,9 @@ class CombinationTransform:
         if all(k in ex for k in JDM_EXTRAS) and self.cmi is None:
             return sample  # fully precomputed: untouched
         extras = dict(ex)
-        if all(k in ex for k in (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)) and (MASKS in ex or MEMBERS in ex):
+        if all(k in ex for k in (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)) and (
+            MASKS in ex or MEMBERS in ex
+        ):
             if MASKS not in ex:  # stored form: members -> pixel masks from the decoded regions
                 if sample.regions is None:
                     raise _no_regions_error(sample.key)
@@ -273,7 +282,9 @@ class CombinationTransform:
                         f"sample {sample.key!r}: field extra/{MEMBERS}: {members.shape[-1]} regions, but the "
                         f"annotation has {masks.shape[0]}. Fix: re-run `vidgen jdm combos` for this dataset."
                     )
-                extras[MASKS] = torch.stack([union_mask(masks, m.nonzero().flatten().tolist()) for m in members])
+                extras[MASKS] = torch.stack(
+                    [union_mask(masks, m.nonzero().flatten().tolist()) for m in members]
+                )
         else:
             extras.update(self._compute(sample))
         extras.pop(MEMBERS, None)
@@ -340,15 +351,47 @@ def check_stored_settings(index: dict[str, Any], settings: CombinationSettings, 
         )
 
 
+def clip_cmi(cfg, datamodule) -> tuple[dict[str, float] | None, str | None]:
+    """The per-clip Ī training weights by (Sec. 3.3) and where it came from; (None, None) when
+    ``method.dynamic_weighting=false`` (then w' = w and no Ī is needed).
+
+    ``method.cmi_file`` if set; else shards: ``<data.root>/jdm_cmi.json`` (`vidgen jdm cmi`), a
+    start-up error naming that command when it is missing; shapes world: the stand-in (cmi_shapes).
+    """
+    from vidgen.data.datamodule import ShardDataModule
+    from vidgen.data.shapes_datamodule import ShapesDataModule
+    from vidgen.methods.jdm.cmi import CMI_FILE, load_cmi
+
+    if not _select(cfg, "method.dynamic_weighting", True):
+        return None, None
+    cmi_file = _select(cfg, "method.cmi_file", None)
+    if cmi_file:
+        return load_cmi(cmi_file), str(cmi_file)
+    if isinstance(datamodule, ShardDataModule):
+        path = Path(datamodule.root) / CMI_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"method=jdm weights each clip by its CMI (Sec. 3.3, Eq. 13), and {path} does not exist. Fix: run "
+                f"`vidgen jdm cmi --data {datamodule.root} --clip CLIP_DIR --frames DIR` (or --videos/--annotations), "
+                "or pass method.cmi_file=FILE, or train without it: method.dynamic_weighting=false (w' = w)."
+            )
+        return load_cmi(path), str(path)
+    if isinstance(datamodule, ShapesDataModule):
+        from vidgen.methods.jdm.cmi_shapes import shapes_cmi
+
+        return shapes_cmi(
+            datamodule.world, datamodule.num_clips, seed=int(_select(cfg, "seed", 0))
+        ), "shapes stand-in"
+    raise ConfigError(
+        f"method=jdm: no CMI source for {type(datamodule).__name__}; pass method.cmi_file=FILE or "
+        "method.dynamic_weighting=false"
+    )
+
+
 def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
     """The JDM per-sample transform for ``datamodule`` (see the module docstring)."""
     settings = settings_from_config(cfg)
-    cmi_file = _select(cfg, "method.cmi_file", None)
-    cmi = None
-    if cmi_file:
-        from vidgen.methods.jdm.cmi import load_cmi
-
-        cmi = load_cmi(cmi_file)
+    cmi, cmi_source = clip_cmi(cfg, datamodule)
     from vidgen.data.datamodule import ShardDataModule
     from vidgen.data.shapes_datamodule import ShapesDataModule
 
@@ -365,7 +408,7 @@ def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
         cache = True
     else:
         models = _Fixed(datamodule.codec(), datamodule.text_encoder())
-    return CombinationTransform(settings, models, cmi=cmi, cmi_file=cmi_file, cache=cache)
+    return CombinationTransform(settings, models, cmi=cmi, cmi_file=cmi_source, cache=cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +515,9 @@ def precompute_combinations(
                 try:
                     with safe_open(str(target), framework="pt") as fh:
                         names = set(fh.keys())
-                    have = all(f"{k}/extra/{MASK_LATENTS}" in names and f"{k}/extra/{MEMBERS}" in names for k in keys)
+                    have = all(
+                        f"{k}/extra/{MASK_LATENTS}" in names and f"{k}/extra/{MEMBERS}" in names for k in keys
+                    )
                 except Exception:
                     have = False
             if have:
@@ -485,19 +530,29 @@ def precompute_combinations(
                     regions = sample.regions
                     if regions is None or regions.masks.shape[0] == 0:
                         raise DataError(f"{src / shard['annotations']}: " + str(_no_regions_error(key)))
-                    combos = sample_combinations(key, regions.masks.shape[0], num_combinations, max_objects, seed)
+                    combos = sample_combinations(
+                        key, regions.masks.shape[0], num_combinations, max_objects, seed
+                    )
                     extras = compute_combination_extras(sample, combos, codec, text, signal)
                     for name in STORED_EXTRAS:
                         tensors[f"{key}/extra/{name}"] = extras[name]
                     bar.advance(task)
                 tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), {"format": "vidgen-shards", "version": "1"})
+                save_file(
+                    {k: v.contiguous() for k, v in tensors.items()},
+                    str(tmp),
+                    {"format": "vidgen-shards", "version": "1"},
+                )
                 os.replace(tmp, target)
                 written += len(keys)
             if not in_place:
                 shutil.copyfile(src / shard["annotations"], dst / shard["annotations"])
                 done_shards.append(shard)
-                partial = {**meta, "shards": done_shards, "num_samples": sum(len(s["keys"]) for s in done_shards)}
+                partial = {
+                    **meta,
+                    "shards": done_shards,
+                    "num_samples": sum(len(s["keys"]) for s in done_shards),
+                }
                 _atomic_json(dst / INDEX_FILE, partial)
             if have:
                 bar.advance(task, len(keys))

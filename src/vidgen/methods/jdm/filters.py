@@ -236,7 +236,14 @@ def apply_filters(clips: Iterable[ClipAnn], settings: FilterSettings | None = No
     s = settings or FilterSettings()
     fmt = {**asdict(s), "gaps": "" if s.allow_gaps else " or gaps between visible frames"}
     rows = [
-        {"rule": r, "level": lvl, "description": d.format(**fmt), "clips_removed": 0, "objects_removed": 0, "flagged": 0}
+        {
+            "rule": r,
+            "level": lvl,
+            "description": d.format(**fmt),
+            "clips_removed": 0,
+            "objects_removed": 0,
+            "flagged": 0,
+        }
         for r, lvl, d in RULES
     ]
     by = {r["rule"]: r for r in rows}
@@ -264,7 +271,9 @@ def apply_filters(clips: Iterable[ClipAnn], settings: FilterSettings | None = No
             continue
         kept = []
         for i, f in enumerate(flags):
-            first = next((name for name in ("truncated", "too_small", "too_large", "fragmented") if f[name]), None)
+            first = next(
+                (name for name in ("truncated", "too_small", "too_large", "fragmented") if f[name]), None
+            )
             if first is None:
                 kept.append(i)
             else:
@@ -291,7 +300,9 @@ def _decode(rles: list, frames: int, size: tuple[int, int], where: str) -> np.nd
         try:
             out[f] = np.asarray(rle.decode(r), dtype=bool)
         except (rle.RLEError, ValueError) as exc:
-            raise DataError(f"{where}: mask_rle[frame {f}]: corrupt RLE ({exc}). Fix: re-export the masks.") from exc
+            raise DataError(
+                f"{where}: mask_rle[frame {f}]: corrupt RLE ({exc}). Fix: re-export the masks."
+            ) from exc
     return out
 
 
@@ -342,7 +353,7 @@ def keep_regions(sample, indices: list[int]):
     regions = sample.regions
     if regions is not None:
         idx = list(indices)
-        pick = (lambda t: None if t is None else t[idx])  # noqa: E731
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
         regions = replace(
             regions,
             masks=regions.masks[idx],
@@ -354,7 +365,9 @@ def keep_regions(sample, indices: list[int]):
     return replace(sample, regions=regions, extras=extras)
 
 
-def write_filtered(src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256) -> int:
+def write_filtered(
+    src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256
+) -> int:
     """Write the kept clips, with their kept regions only, as a new shard dataset at ``dst``.
 
     Resumable (clips already in ``dst`` are skipped). Combinations (`vidgen jdm combos`), CMI and
@@ -388,13 +401,31 @@ def render_table(result: FilterResult):
     from rich.table import Table
 
     table = Table(title="vidgen jdm filter")
-    for col, just in (("rule", "left"), ("level", "left"), ("removes", "left"), ("clips removed", "right"),
-                      ("objects removed", "right"), ("flagged alone", "right")):
+    for col, just in (
+        ("rule", "left"),
+        ("level", "left"),
+        ("removes", "left"),
+        ("clips removed", "right"),
+        ("objects removed", "right"),
+        ("flagged alone", "right"),
+    ):
         table.add_column(col, justify=just)
     for r in result.rows:
-        table.add_row(r["rule"], r["level"], r["description"], str(r["clips_removed"]), str(r["objects_removed"]),
-                      str(r["flagged"]))
+        table.add_row(
+            r["rule"],
+            r["level"],
+            r["description"],
+            str(r["clips_removed"]),
+            str(r["objects_removed"]),
+            str(r["flagged"]),
+        )
     table.add_section()
-    table.add_row("kept", "", f"of {result.clips_in} clips / {result.objects_in} objects", str(result.clips_kept),
-                  str(result.objects_kept), "")
+    table.add_row(
+        "kept",
+        "",
+        f"of {result.clips_in} clips / {result.objects_in} objects",
+        str(result.clips_kept),
+        str(result.objects_kept),
+        "",
+    )
     return table
