@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import BackboneSpec, get_backbone
 from vidgen.config import load_config, overrides_help, wants_help
+from vidgen.data.root_check import require_data_root
 from vidgen.data.sample import check_fields
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.eval.callback import EvalCallback
@@ -74,7 +75,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
         from vidgen.data.datamodule import ShardDataModule
 
         return ShardDataModule(
-            root=d.root,
+            root=require_data_root(d),
             text_encoder_path=d.text_encoder,
             vae_path=d.vae,
             backbone=spec.name,
@@ -193,6 +194,8 @@ def train(cfg: DictConfig) -> Path:
     """Train one run; returns the run folder."""
     cfg = resolve_micro_batch(cfg)
     spec = get_backbone(cfg.backbone.name)
+    if cfg.data.name == "shards":
+        require_data_root(cfg.data)  # before the run folder exists: a failed start leaves no trace
     run_dir = prepare_run_dir(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module_cls = method_class(cfg.method.name)
@@ -201,6 +204,10 @@ def train(cfg: DictConfig) -> Path:
     datamodule.transform = module_cls.sample_transform(cfg, datamodule)  # before the dataset is built
     module = module_cls(cfg)
     module.set_null_text(*datamodule.null_text())
+    if int(cfg.train.max_steps) == 0:  # evaluate the weights as built (e.g. the released base model)
+        from vidgen.evaluate_only import evaluate_only
+
+        return evaluate_only(cfg, module, datamodule, run_dir)
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)
     ckpt = last_checkpoint(run_dir)
     if ckpt is not None and trainer.is_global_zero:
