@@ -1,10 +1,11 @@
-"""`vidgen jdm combos|cmi|filter`: JDM's data tools (see docs/data.md, "JDM data").
+"""`vidgen jdm combos|cmi|eval|filter`: JDM's data tools (see docs/data.md, "JDM data").
 
     vidgen jdm combos --data ROOT --vae PATH --text-encoder PATH --backbone cogvideox-2b [--k 4]
                       [--signal mask|hed|depth] [--seed 0] [--max-objects 3] [--out ROOT2]
     vidgen jdm cmi    --data ROOT --clip PATH (--frames DIR | --videos DIR --annotations FILE |
                       --vae PATH --backbone NAME) [--out ROOT/jdm_cmi.json] [--negatives 1024]
                       [--critic ratio|exp] [--temperature 0.07] [--overwrite]
+    vidgen jdm eval   RUN_DIR [--reference-masks DIR] [--prompts FILE] [--steps 50] [--videos DIR]
     vidgen jdm filter (--data ROOT | --annotations FILE) [--min-area 0.1] [--max-area 0.6]
                       [--fragment-threshold 0.1] [--json] --out FILE
 
@@ -78,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu")
     m.add_argument("--work-dir", default=None, help="keep the embedding memmaps here (default: temporary)")
     m.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("eval", help="Table 3 mask quality of a trained run (external reference masks)")
+    e.add_argument("run", help="the run folder (config.yaml + checkpoints/last.ckpt)")
+    e.add_argument(
+        "--reference-masks",
+        default=None,
+        help="segmentations of the generated videos: DIR/<video_id>.npz or DIR/<video_id>/*.png",
+    )
+    e.add_argument("--prompts", default=None, help="prompt file, one per line (paper: 100 VBench prompts)")
+    e.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's sample.steps)")
+    e.add_argument(
+        "--samples", type=int, default=None, help="number of prompts (default: method.eval_samples)"
+    )
+    e.add_argument(
+        "--videos", default=None, help="write the generated videos + masks here (for the segmenter)"
+    )
 
     f = sub.add_parser("filter", help="A.2/A.6 mask and clip filters; report + kept list")
     src = f.add_mutually_exclusive_group(required=True)
@@ -180,6 +197,18 @@ def _cmi(a) -> int:
     return 0
 
 
+def _eval(a) -> int:
+    from vidgen.methods.jdm.eval_cli import EXTERNAL_FILE, evaluate_run
+
+    _need_dir(a.run, "run", "pass the folder of a finished JDM run")
+    if a.reference_masks is not None:
+        _need_dir(a.reference_masks, "--reference-masks", "pass the folder of the external segmenter's masks")
+    metrics = evaluate_run(a.run, a.reference_masks, a.prompts, a.steps, a.samples, a.videos)
+    print(json.dumps(metrics, indent=1))
+    print(f"-> {Path(a.run) / 'external' / EXTERNAL_FILE}")
+    return 0
+
+
 def _filter(a) -> int:
     from vidgen.methods.jdm import filters
 
@@ -228,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return {"combos": _combos, "cmi": _cmi, "filter": _filter}[args.command](args)
+        return {"combos": _combos, "cmi": _cmi, "eval": _eval, "filter": _filter}[args.command](args)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
