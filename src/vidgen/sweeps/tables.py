@@ -206,20 +206,10 @@ TABLES: dict[str, TableSpec] = {
         metrics=(
             Metric("Params (B) original", "profile/backbone_params", scale=1e-9),
             Metric("Params (B) JDM", "profile/method_params", scale=1e-9),
-            Metric(
-                "Forward time (s) original",
-                "profile/backbone_fwd_ms",
-                scale=1e-3,
-                evaluator="vidgen profile --time (CUDA)",
-                how=_GPU_TIME_HOW,
-            ),
-            Metric(
-                "Forward time (s) JDM",
-                "profile/method_fwd_ms",
-                scale=1e-3,
-                evaluator="vidgen profile --time (CUDA)",
-                how=_GPU_TIME_HOW,
-            ),
+            Metric("Forward time (s) original", "profile/backbone_fwd_ms", scale=1e-3,
+                   evaluator="vidgen profile --time (CUDA)", how=_GPU_TIME_HOW),
+            Metric("Forward time (s) JDM", "profile/method_fwd_ms", scale=1e-3,
+                   evaluator="vidgen profile --time (CUDA)", how=_GPU_TIME_HOW),
         ),
         notes=(
             "Produced by `vidgen profile` (meta-device parameter and FLOP counts at the paper's resolution, "
