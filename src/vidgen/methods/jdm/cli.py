@@ -7,7 +7,7 @@
                       [--critic ratio|exp] [--temperature 0.07] [--overwrite]
     vidgen jdm eval   RUN_DIR [--reference-masks DIR] [--prompts FILE] [--steps 50] [--videos DIR]
     vidgen jdm filter (--data ROOT | --annotations FILE) [--min-area 0.1] [--max-area 0.6]
-                      [--fragment-threshold 0.1] [--json] --out FILE
+                      [--area-mode frame|volume] [--fragment-threshold T] [--json] --out FILE
 
 User errors (missing folders, bad flags) print one message naming the file / flag and the fix
 and exit with status 2, without a traceback.
@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--annotations", default=None, help="precompute JSONL annotations")
     f.add_argument("--min-area", type=float, default=0.1)
     f.add_argument("--max-area", type=float, default=0.6)
-    f.add_argument("--fragment-threshold", type=float, default=0.1)
+    f.add_argument("--fragment-threshold", type=float, default=None,
+                   help="drop objects whose share outside the largest component exceeds this in a frame "
+                   "(not in the paper: off by default)")
+    f.add_argument("--area-mode", choices=("frame", "volume"), default="frame",
+                   help="frame: mean share of the frames the object is visible in (default); volume: of the clip")
     f.add_argument("--max-per-type", type=int, default=2)
     f.add_argument("--min-objects", type=int, default=2)
     f.add_argument("--max-objects", type=int, default=10)
