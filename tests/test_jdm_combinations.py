@@ -260,7 +260,7 @@ def test_combos_command_in_place_copy_and_resume(tmp_path, tiny_models, capsys):
     data = tmp_path / "data"
     write_shards(data)
     flags = ["--vae", str(tiny_models), "--text-encoder", str(tiny_models), "--backbone", "cogvideox-2b",
-             "--no-progress"]  # fmt: skip
+             "--max-objects", "3", "--no-progress"]  # fmt: skip
     assert main(["combos", "--data", str(data), "--out", str(tmp_path / "copy"), *flags]) == 0
     assert main(["combos", "--data", str(data), *flags]) == 0  # in place
     assert "wrote 5 clips" in capsys.readouterr().out

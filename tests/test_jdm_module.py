@@ -27,6 +27,7 @@ def setup(smoke):
         datamodule = build_datamodule(cfg, module.spec)
         datamodule.transform = JDMModule.sample_transform(cfg, datamodule)
         module.set_null_text(*datamodule.null_text())
+        module.use_data(datamodule)  # fresh combinations are encoded with the data's codec / text encoder
         batch = collate([datamodule.dataset[i] for i in range(batch)])
         return module, datamodule, batch
 
@@ -35,7 +36,7 @@ def setup(smoke):
 
 def test_method_is_registered_and_extras_have_the_contract_shapes(setup):
     assert method_class("jdm") is JDMModule
-    module, _, batch = setup()
+    module, _, batch = setup("method.combinations=pool")
     c, f, h, w = batch.latents.shape[1:]
     k = int(module.cfg.method.num_combinations)
     assert batch.extras[MASK_LATENTS].shape == (4, k, c, f, h, w)
@@ -95,7 +96,7 @@ def test_l_diff_is_the_video_only_objective_by_default(setup, monkeypatch):
 
 
 def test_terms_feed_global_caption_with_all_objects_mask_vs_regional_combination(setup, monkeypatch):
-    module, _, batch = setup("train.cfg_dropout=0.0")
+    module, _, batch = setup("train.cfg_dropout=0.0", "method.combinations=pool")
     c = module.channels
     d = module.draw(batch, torch.Generator().manual_seed(1))
     assert d.noise.shape[1] == 2 * c and not torch.equal(d.noise[:, :c], d.noise[:, c:])  # independent noise
@@ -119,8 +120,59 @@ def test_terms_feed_global_caption_with_all_objects_mask_vs_regional_combination
         torch.testing.assert_close(seen["text"], text)
 
 
+def test_fresh_combinations_are_drawn_every_step_from_all_subsets_and_encoded(setup, monkeypatch):
+    from itertools import combinations as subsets_of
+
+    from vidgen.methods.jdm.combinations import join_captions
+    from vidgen.methods.jdm.fresh_combinations import region_counts
+    from vidgen.methods.jdm.signals import signal_video
+
+    module, dm, batch = setup("train.cfg_dropout=0.0", batch=16)
+    assert batch.extras[MASK_LATENTS].shape[1] == 1  # the data carries only combination 0 (L_diff)
+    counts = region_counts(batch)
+    seen = [set() for _ in counts]
+    for step in range(60):
+        d = module.draw(batch, torch.Generator().manual_seed(step))
+        for i, sub in enumerate(d.subsets):
+            seen[i].add(sub)
+    for i, n in enumerate(counts):  # every non-empty subset turns up (no cap by default)
+        assert seen[i] == {c for r in range(1, n + 1) for c in subsets_of(range(n), r)}, (i, n)
+    assert max(counts) >= 3
+    again = [module.draw(batch, torch.Generator().manual_seed(7)).subsets for _ in range(2)]
+    assert again[0] == again[1]  # from the step generator: a resumed run draws the same subsets
+    d = module.draw(batch, torch.Generator().manual_seed(3))
+    seen = {}
+    monkeypatch.setattr(
+        module, "denoise", lambda x_t, t, text, mask, b: seen.update(x_t=x_t, text=text) or x_t
+    )
+    module.joint_loss(batch, d, torch.ones(16, dtype=torch.bool))
+    codec, emb = dm.codec(), dm.text_encoder()
+    for i in range(16):
+        masks, caps = batch.regions.masks[i, : counts[i]], batch.regions.captions[i]
+        union = masks[list(d.subsets[i])].any(0)
+        m0 = codec.encode(signal_video(union.float())[None])[0]
+        x0 = torch.cat([batch.latents[i], m0])[None]
+        want = module.objective.add_noise(x0, d.noise[i : i + 1], d.t[i : i + 1])[0]
+        torch.testing.assert_close(seen["x_t"][i], want, atol=1e-5, rtol=1e-5)
+        text = emb.encode([join_captions([caps[j] for j in d.subsets[i]])])[0][0]
+        torch.testing.assert_close(seen["text"][i], text)
+
+
+def test_subset_laws():
+    from collections import Counter
+
+    from vidgen.methods.jdm.fresh_combinations import draw_subset
+
+    g = torch.Generator().manual_seed(0)
+    uniform = Counter(draw_subset(3, g, None, "uniform") for _ in range(2800))
+    assert len(uniform) == 7 and all(abs(n / 2800 - 1 / 7) < 0.03 for n in uniform.values())
+    size_first = Counter(draw_subset(3, g, None, "size_first") for _ in range(2700))
+    assert abs(size_first[(0,)] / 2700 - 1 / 9) < 0.03 and abs(size_first[(0, 1, 2)] / 2700 - 1 / 3) < 0.04
+    assert {len(s) for s in (draw_subset(5, g, 2, "uniform") for _ in range(200))} == {1, 2}  # the cap
+
+
 def test_one_pass_estimator_is_unbiased_for_the_two_pass_loss(setup):
-    module, _, batch = setup("method.estimator=two_pass")
+    module, _, batch = setup("method.estimator=two_pass", "method.combinations=pool")
     batch.extras[CMI] = torch.tensor([0.0, 0.7, 2.0, 0.3])
     w = module.w_prime(batch)
     d = module.draw(batch, torch.Generator().manual_seed(3))

@@ -1,7 +1,7 @@
 """`vidgen jdm combos|cmi|eval|filter`: JDM's data tools (see docs/data.md, "JDM data").
 
     vidgen jdm combos --data ROOT --vae PATH --text-encoder PATH --backbone cogvideox-2b [--k 4]
-                      [--signal mask|hed|depth] [--seed 0] [--max-objects 3] [--out ROOT2]
+                      [--signal mask|hed|depth] [--seed 0] [--max-objects N] [--out ROOT2]
     vidgen jdm cmi    --data ROOT --clip PATH (--frames DIR | --videos DIR --annotations FILE |
                       --vae PATH --backbone NAME) [--out ROOT/jdm_cmi.json] [--negatives 1024]
                       [--critic ratio|exp] [--temperature 0.07] [--overwrite]
@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--signal", default="mask", choices=("mask", "hed", "depth"))
     c.add_argument("--seed", type=int, default=0, help="the training config's seed")
-    c.add_argument("--max-objects", type=int, default=3, help="objects per random combination")
+    c.add_argument(
+        "--max-objects",
+        type=int,
+        default=None,
+        help="cap on the objects of a random combination (default: none, as method.max_objects_per_combination)",
+    )
     c.add_argument("--out", default=None, help="write a copy here (default: add the extras in place)")
     c.add_argument("--device", default="cpu")
     c.add_argument("--no-progress", action="store_true")
@@ -102,11 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--annotations", default=None, help="precompute JSONL annotations")
     f.add_argument("--min-area", type=float, default=0.1)
     f.add_argument("--max-area", type=float, default=0.6)
-    f.add_argument("--fragment-threshold", type=float, default=None,
-                   help="drop objects whose share outside the largest component exceeds this in a frame "
-                   "(not in the paper: off by default)")
-    f.add_argument("--area-mode", choices=("frame", "volume"), default="frame",
-                   help="frame: mean share of the frames the object is visible in (default); volume: of the clip")
+    f.add_argument(
+        "--fragment-threshold",
+        type=float,
+        default=None,
+        help="drop objects whose share outside the largest component exceeds this in a frame "
+        "(not in the paper: off by default)",
+    )
+    f.add_argument(
+        "--area-mode",
+        choices=("frame", "volume"),
+        default="frame",
+        help="frame: mean share of the frames the object is visible in (default); volume: of the clip",
+    )
     f.add_argument("--max-per-type", type=int, default=2)
     f.add_argument("--min-objects", type=int, default=2)
     f.add_argument("--max-objects", type=int, default=10)

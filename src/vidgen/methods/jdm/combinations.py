@@ -1,13 +1,15 @@
 """JDM's mask-caption combinations (Sec. 3.3 "Training Scheme"): what a clip is trained with.
 
 Per clip, a *combination* is a non-empty set of its regions (objects): their masks are unioned
-and their regional captions are concatenated into one prompt. Every clip gets ``K`` combinations
-(``method.num_combinations``, default 4), fixed per ``(seed, sample key)``:
+and their regional captions are concatenated into one prompt. With ``method.combinations=pool``
+every clip gets ``K`` combinations (``method.num_combinations``, default 4), fixed per
+``(seed, sample key)``; with ``fresh`` (default) only combination 0, and the module draws L_fine's
+subset anew every step (``fresh_combinations``):
 
 - combination 0 = **all regions** (the union of every mask), paired with the clip's **global
   caption** (the sample's own ``text_embeds`` / ``text_mask``);
-- combination k >= 1 = a random subset: a size drawn uniformly from
-  ``1 .. min(max_objects_per_combination, R)``, then that many regions drawn uniformly (kept in
+- combination k >= 1 (pool) = a random subset: a size drawn uniformly from
+  ``1 .. min(max_objects_per_combination or R, R)``, then that many regions drawn uniformly (kept in
   the clip's region order, distinct subsets preferred); its prompt is the regional captions
   joined with ``", "`` in region order (``join_captions``), encoded with the data's text encoder.
 
@@ -71,7 +73,7 @@ STORED_EXTRAS = (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK, MEMBERS)
 INDEX_KEY = "jdm_combinations"
 
 DEFAULT_K = 4
-DEFAULT_MAX_OBJECTS = 3
+DEFAULT_MAX_OBJECTS = None  # no cap: subsets of any size (Fig. 2, "all combinations")
 CAPTION_SEPARATOR = ", "
 
 
@@ -79,7 +81,7 @@ CAPTION_SEPARATOR = ", "
 class CombinationSettings:
     signal: str = "mask"
     num_combinations: int = DEFAULT_K
-    max_objects: int = DEFAULT_MAX_OBJECTS
+    max_objects: int | None = DEFAULT_MAX_OBJECTS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,14 +91,14 @@ class CombinationSettings:
                 f"method.num_combinations={self.num_combinations} must be >= 1 (combination 0 is all objects "
                 "with the global caption; K-1 random subsets follow)"
             )
-        if int(self.max_objects) < 1:
+        if self.max_objects is not None and int(self.max_objects) < 1:
             raise ConfigError(f"method.max_objects_per_combination={self.max_objects} must be >= 1")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "signal": self.signal,
             "num_combinations": int(self.num_combinations),
-            "max_objects_per_combination": int(self.max_objects),
+            "max_objects_per_combination": None if self.max_objects is None else int(self.max_objects),
             "seed": int(self.seed),
         }
 
@@ -106,7 +108,7 @@ class CombinationSettings:
 
 
 def sample_combinations(
-    key: str, num_regions: int, num_combinations: int, max_objects: int, seed: int
+    key: str, num_regions: int, num_combinations: int, max_objects: int | None, seed: int
 ) -> list[tuple[int, ...]]:
     """The K combinations of a clip: ``[all regions, subset_1, ..., subset_{K-1}]``, each sorted.
 
@@ -118,7 +120,7 @@ def sample_combinations(
         raise ValueError(f"sample {key!r}: a combination needs at least one region")
     combos: list[tuple[int, ...]] = [tuple(range(num_regions))]
     rng = random.Random(f"jdm-combinations:{int(seed)}:{key}")
-    cap = min(int(max_objects), num_regions)
+    cap = num_regions if max_objects is None else min(int(max_objects), num_regions)
     seen: set[tuple[int, ...]] = set()
     for _ in range(int(num_combinations) - 1):
         subset: tuple[int, ...] = ()
@@ -326,20 +328,26 @@ def _select(cfg, key: str, default):
 
 
 def settings_from_config(cfg) -> CombinationSettings:
+    """The transform's settings. ``method.combinations=fresh``: only combination 0 (all objects +
+    global caption, for L_diff); the module draws L_fine's subset every step (fresh_combinations)."""
+    fresh = str(_select(cfg, "method.combinations", "pool")) == "fresh"
+    cap = _select(cfg, "method.max_objects_per_combination", None)
     return CombinationSettings(
         signal=str(_select(cfg, "method.signal", "mask")),
-        num_combinations=int(_select(cfg, "method.num_combinations", DEFAULT_K)),
-        max_objects=int(_select(cfg, "method.max_objects_per_combination", DEFAULT_MAX_OBJECTS)),
+        num_combinations=1 if fresh else int(_select(cfg, "method.num_combinations", DEFAULT_K)),
+        max_objects=None if cap is None else int(cap),
         seed=int(_select(cfg, "seed", 0)),
     )
 
 
-def check_stored_settings(index: dict[str, Any], settings: CombinationSettings, where: str) -> None:
-    """Refuse shards whose stored combinations were made with other settings."""
+def check_stored_settings(
+    index: dict[str, Any], settings: CombinationSettings, where: str, only: tuple[str, ...] | None = None
+) -> None:
+    """Refuse shards whose stored combinations were made with other settings (``only``: these keys)."""
     stored = index.get(INDEX_KEY)
     if not stored:
         return
-    want = settings.as_dict()
+    want = {k: v for k, v in settings.as_dict().items() if only is None or k in only}
     diff = {k: (stored.get(k), v) for k, v in want.items() if stored.get(k) != v}
     if diff:
         detail = ", ".join(f"{k}: stored {a!r} vs configured {b!r}" for k, (a, b) in diff.items())
@@ -397,7 +405,10 @@ def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
 
     cache = False
     if isinstance(datamodule, ShardDataModule):
-        check_stored_settings(datamodule.index, settings, str(Path(datamodule.root) / "index.json"))
+        fresh = settings.num_combinations == 1 and str(_select(cfg, "method.combinations", "pool")) == "fresh"
+        # fresh: only the stored combination 0 (all objects) is used, so only its signal must match
+        only = ("signal",) if fresh else None
+        check_stored_settings(datamodule.index, settings, str(Path(datamodule.root) / "index.json"), only)
         models = _ShardModels(
             datamodule.root, datamodule.text_encoder_path, datamodule.vae_path, datamodule.backbone
         )
@@ -429,7 +440,7 @@ def precompute_combinations(
     num_combinations: int = DEFAULT_K,
     signal: str = "mask",
     seed: int = 0,
-    max_objects: int = DEFAULT_MAX_OBJECTS,
+    max_objects: int | None = DEFAULT_MAX_OBJECTS,
     out: str | Path | None = None,
     device: str = "cpu",
     vae_kind: str | None = None,

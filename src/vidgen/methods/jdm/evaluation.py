@@ -5,8 +5,8 @@ generated video is segmented (a first-frame mask propagated by Grounded-SAM2) an
 model generated with it is scored against that segmentation (IoU, F1, pixel accuracy).
 
 - Prompts: ``method.eval_prompts`` (a text file, one prompt per line, the first
-  ``method.eval_samples`` used; the paper: 100 VBench prompts), else the global captions of the
-  first ``method.eval_samples`` clips of the data. Steps: ``method.eval_steps`` (null: ``sample.steps``,
+  ``method.eval_samples`` used, default 100 as the paper's VBench prompts), else the global
+  captions of the first ``method.eval_samples`` (default 4) clips of the data. Steps: ``method.eval_steps`` (null: ``sample.steps``,
   50 in the paper's experiments). Seeds: ``seed + index`` per video.
 - Reference (``mask_*``): ``method.eval_reference_masks`` (a folder written by an external
   segmenter from the generated videos, layout in ``eval.mask_metrics``), else on the shapes world
@@ -39,6 +39,8 @@ from vidgen.eval.mask_metrics import (
     resize_masks,
 )
 
+PAPER_PROMPTS = 100  # Table 3: "100 masks generated from the VBench prompts"
+DATA_PROMPTS = 4  # without a prompt file: a quick check on the data's first clips (not the paper's protocol)
 _COLOUR_WORDS = re.compile(r"\b(" + "|".join(COLOURS) + r")\b")
 
 
@@ -65,7 +67,9 @@ def read_prompt_file(path: str | Path, limit: int) -> list[str]:
 
 def eval_prompts(method_cfg, datamodule, dataset_samples) -> list[EvalPrompt]:
     """The Table 3 prompts: from ``method.eval_prompts``, else the data's first clips (global caption)."""
-    n = int(method_cfg.eval_samples)
+    n = method_cfg.eval_samples
+    if n is None:
+        n = PAPER_PROMPTS if method_cfg.eval_prompts else DATA_PROMPTS
     if n <= 0:
         return []
     if method_cfg.eval_prompts:

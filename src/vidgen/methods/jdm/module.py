@@ -23,6 +23,7 @@ from vidgen.errors import ConfigError
 from vidgen.eval.mask_metrics import binarize
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.jdm import evaluation
+from vidgen.methods.jdm.fresh_combinations import check_sampling, draw_subset, encode_subsets, region_counts
 from vidgen.methods.jdm.inflation import inflate
 from vidgen.methods.jdm.loss_weighting import check_estimator, choose_fine, dynamic_weight, two_pass_loss
 
@@ -36,6 +37,7 @@ TRAIN_KEYS = (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)
 
 
 L_DIFF = ("video", "joint")
+COMBINATIONS = ("fresh", "pool")
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,19 @@ class JDMConfig:
 
     name: str
     signal: str  # mask | hed | depth (Table 5)
-    num_combinations: int  # K per clip (combination 0 = all objects + global caption)
-    max_objects_per_combination: int
+    combinations: (
+        str  # fresh: a new subset every step (Fig. 2) | pool: K fixed per clip (faster, less diverse)
+    )
+    subset_sampling: str  # fresh: uniform over all non-empty subsets | size_first
+    num_combinations: int  # pool: K per clip (combination 0 = all objects + global caption)
+    max_objects_per_combination: int | None  # cap on a subset's size; None: no cap (paper)
     loss_w: float  # w of w' = w exp(-alpha Ī) (Sec. 3.3: 1.0)
     loss_alpha: float  # alpha (Sec. 3.3: 1.0)
     dynamic_weighting: bool  # False: w' = w for every sample (ablation knob; the paper weights by Ī)
     l_diff: str  # video: Eq. 3 on the video channels (paper) | joint: video + all-objects signal
     estimator: str  # one_pass | two_pass
     cmi_file: str | None  # Ī file; null: the data's (shards: <data.root>/jdm_cmi.json; shapes: stand-in)
-    eval_samples: int  # Table 3 prompts (paper: 100)
+    eval_samples: int | None  # Table 3 prompts; None: 100 of eval_prompts (paper), else 4 data captions
     eval_prompts: str | None  # prompt file, one per line; null: the data's global captions
     eval_steps: int | None  # sampler steps; null: sample.steps (50 in the paper's experiments)
     eval_reference_masks: str | None  # external segmentations of the generated videos (real data)
@@ -65,6 +71,11 @@ class JDMConfig:
         if self.l_diff not in L_DIFF:
             raise ConfigError(f"method.l_diff={self.l_diff!r} is not valid; use one of {', '.join(L_DIFF)}")
         check_estimator(self.estimator)
+        check_sampling(self.subset_sampling)
+        if self.combinations not in COMBINATIONS:
+            raise ConfigError(
+                f"method.combinations={self.combinations!r} is not valid; use one of {', '.join(COMBINATIONS)}"
+            )
         dynamic_weight(torch.zeros(1), self.loss_w, self.loss_alpha)  # validates w and alpha
 
 
@@ -77,6 +88,7 @@ class JointDraw:
     k: Tensor  # [B] long: the regional combination of L_fine (1..K-1; 0 when K = 1)
     drop: Tensor  # [B] bool: caption replaced by the empty prompt
     u: Tensor  # [B] in [0, 1): the one-pass estimator's choice (fine when u < w')
+    subsets: list[tuple[int, ...]] | None = None  # combinations=fresh: L_fine's regions per sample
 
 
 class JDMModule(DiffusionModule):
@@ -195,28 +207,47 @@ class JDMModule(DiffusionModule):
             k = torch.zeros(b, dtype=torch.long, device=dev)
         drop = torch.rand(b, generator=gen, device=dev) < float(self.cfg.train.cfg_dropout)
         u = torch.rand(b, generator=gen, device=dev)
+        subsets = None
+        if self.hp.combinations == "fresh":  # a CPU generator seeded from the step's: (seed, step, rank)
+            cpu = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen, device=dev)))
+            cap, law = self.hp.max_objects_per_combination, self.hp.subset_sampling
+            subsets = [draw_subset(n, cpu, cap, law) for n in region_counts(batch)]
         to = x0.device
-        return JointDraw(noise.to(to), t.to(to), k.to(to), drop.to(to), u.to(to))
+        return JointDraw(noise.to(to), t.to(to), k.to(to), drop.to(to), u.to(to), subsets)
+
+    def use_data(self, datamodule) -> None:
+        """The data whose codec / text encoder encode fresh combinations (default: the trainer's)."""
+        self._data, self._encoders = datamodule, None
+
+    def fine_inputs(self, batch: VideoBatch, d: JointDraw, fine: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """L_fine's signal latents [B, C, ...], prompt [B, L, D] and mask [B, L] (rows where ``fine``)."""
+        mask_latents, cap_embeds, cap_mask = self._extras(batch)
+        if d.subsets is None:  # pool: combination k of the clip's K
+            rows = torch.arange(len(batch), device=batch.latents.device)
+            return mask_latents[rows, d.k], cap_embeds[rows, d.k], cap_mask[rows, d.k].bool()
+        if getattr(self, "_encoders", None) is None:
+            data = getattr(self, "_data", None) or self.trainer.datamodule
+            self._encoders = (data.codec(), data.text_encoder())
+        codec, text = self._encoders
+        wanted = [s if f else None for s, f in zip(d.subsets, fine.tolist())]
+        return encode_subsets(batch, wanted, codec, text, self.signal)
 
     def joint_loss(self, batch: VideoBatch, d: JointDraw, fine: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-sample loss [B] of one forward: sample i uses L_fine's inputs where ``fine[i]``, else L_diff's.
 
-        L_fine (Eq. 11): combination k's regional prompt and signal, MSE over all 2C channels.
+        L_fine (Eq. 11): a combination's regional prompt and signal (``combinations=fresh``: the step's
+        subset, encoded now; ``pool``: combination k of the clip's K), MSE over all 2C channels.
         L_diff (Eq. 3): the global caption; with ``l_diff=video`` (default) the MSE covers the video
         channels only, while the signal input channels still hold the noised all-objects signal
         (combination 0, at the same t): the inflated network always reads 2C channels, and at
         sampling time those channels carry the jointly generated all-objects mask, so L_diff sees
         the input distribution of inference. ``l_diff=joint`` also scores the signal channels.
         """
-        mask_latents, cap_embeds, cap_mask = self._extras(batch)
-        b = len(batch)
-        rows = torch.arange(b, device=batch.latents.device)
-        combo = torch.where(fine, d.k, torch.zeros_like(d.k))
-        m0 = mask_latents[rows, combo].to(batch.latents.dtype)
-        text = torch.where(
-            fine[:, None, None], cap_embeds[rows, d.k].to(batch.text_embeds.dtype), batch.text_embeds
-        )
-        tmask = torch.where(fine[:, None], cap_mask[rows, d.k].bool(), batch.text_mask.bool())
+        mask_latents = self._extras(batch)[0]
+        fine_m0, fine_text, fine_mask = self.fine_inputs(batch, d, fine)
+        m0 = torch.where(fine[:, None, None, None, None], fine_m0, mask_latents[:, 0]).to(batch.latents.dtype)
+        text = torch.where(fine[:, None, None], fine_text.to(batch.text_embeds.dtype), batch.text_embeds)
+        tmask = torch.where(fine[:, None], fine_mask, batch.text_mask.bool())
         keep = ~d.drop
         text = torch.where(keep[:, None, None], text, self.null_text_embeds.to(text.dtype)[None])
         tmask = torch.where(keep[:, None], tmask, self.null_text_mask[None])
