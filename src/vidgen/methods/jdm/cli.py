@@ -1,10 +1,11 @@
-"""`vidgen jdm combos|cmi|eval|filter`: JDM's data tools (see docs/data.md, "JDM data").
+"""`vidgen jdm combos|cmi|signals|eval|filter`: JDM's data tools (see docs/data.md, "JDM data").
 
     vidgen jdm combos --data ROOT --vae PATH --text-encoder PATH --backbone cogvideox-2b [--k 4]
                       [--signal mask|hed|depth] [--seed 0] [--max-objects N] [--out ROOT2]
     vidgen jdm cmi    --data ROOT --clip PATH (--frames DIR | --videos DIR --annotations FILE |
                       --vae PATH --backbone NAME) [--out ROOT/jdm_cmi.json] [--negatives 1024]
                       [--critic ratio|exp] [--temperature 0.07] [--overwrite]
+    vidgen jdm signals --data ROOT --videos DIR --annotations FILE [--hed DIR] [--depth DIR] [--overwrite]
     vidgen jdm eval   RUN_DIR [--reference-masks DIR] [--prompts FILE] [--steps 50] [--videos DIR]
     vidgen jdm filter (--data ROOT | --annotations FILE) [--min-area 0.1] [--max-area 0.6]
                       [--area-mode frame|volume] [--fragment-threshold T] [--json] --out FILE
@@ -84,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu")
     m.add_argument("--work-dir", default=None, help="keep the embedding memmaps here (default: temporary)")
     m.add_argument("--no-progress", action="store_true")
+
+    g = sub.add_parser("signals", help="whole-scene HED / depth maps of real clips into the shards (Table 5)")
+    g.add_argument("--data", required=True, help="shard dataset root (from `vidgen precompute`)")
+    g.add_argument("--videos", required=True, help="the raw videos folder the dataset was precomputed from")
+    g.add_argument("--annotations", required=True, help="the precompute JSONL annotations")
+    g.add_argument("--hed", default=None, help="local HED folder: config.json + model.safetensors")
+    g.add_argument("--depth", default=None, help="local transformers depth model (DPT, Depth-Anything, ...)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--overwrite", action="store_true", help="replace maps the shards already hold")
 
     e = sub.add_parser("eval", help="Table 3 mask quality of a trained run (external reference masks)")
     e.add_argument("run", help="the run folder (config.yaml + checkpoints/last.ckpt)")
@@ -214,6 +224,20 @@ def _cmi(a) -> int:
     return 0
 
 
+def _signals(a) -> int:
+    from vidgen.methods.jdm.scene_signals import add_scene_signals
+
+    _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")
+    _need_dir(a.videos, "--videos", "pass the raw videos folder the dataset was precomputed from")
+    for flag, path in (("--hed", a.hed), ("--depth", a.depth)):
+        _need_dir(path, flag, "pass a local model folder")
+    if not Path(a.annotations).is_file():
+        raise DataError(f"--annotations {a.annotations}: file does not exist; pass the precompute JSONL.")
+    r = add_scene_signals(a.data, a.videos, a.annotations, a.hed, a.depth, a.device, a.overwrite)
+    print(f"jdm signals: {r['written']} clips written, {r['skipped']} already done -> {a.data}")
+    return 0
+
+
 def _eval(a) -> int:
     from vidgen.methods.jdm.eval_cli import EXTERNAL_FILE, evaluate_run
 
@@ -274,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return {"combos": _combos, "cmi": _cmi, "eval": _eval, "filter": _filter}[args.command](args)
+        return {"combos": _combos, "cmi": _cmi, "signals": _signals, "eval": _eval, "filter": _filter}[
+            args.command
+        ](args)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
