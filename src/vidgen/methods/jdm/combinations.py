@@ -28,9 +28,9 @@ key                        shape / dtype       meaning
                                                ``method.dynamic_weighting=false`` (unused: w' = w)
 =========================  ==================  ==================================================
 
-The JDM module picks which k in 1..K-1 to train L_fine on with its per-step generator: the
-subset varies across steps, but only within the clip's fixed pool of K-1 subsets (Fig. 2 samples
-from all combinations; see docs/methods/jdm.md, "differs").
+With ``pool``, the JDM module picks which k in 1..K-1 to train L_fine on with its per-step
+generator: the subset varies across steps, but only within the clip's fixed pool of K-1 subsets
+(the speed option; Fig. 2 samples from all combinations, which ``fresh`` does).
 
 Precompute (``vidgen jdm combos``, ``precompute_combinations``) writes ``jdm/mask_latents``,
 ``jdm/caption_embeds``, ``jdm/caption_mask`` and ``jdm/members`` ([K, R] bool: the regions of
