@@ -15,8 +15,10 @@ EXPERIMENTS = group_options("exp")
 def test_real_experiments_default_to_shards_and_smoke_to_the_shapes_world(exp):
     assert load_config([f"exp={exp}"]).data.name == "shards"
     assert load_config([f"exp={exp}", "preset=smoke"]).data.name == "shapes"
-    # an explicit choice on the command line still wins over the preset
-    assert load_config([f"exp={exp}", "preset=smoke", "data=shards", "data.root=/d"]).data.root == "/d"
+
+
+def test_an_explicit_data_choice_wins_over_the_smoke_preset():
+    assert load_config(["exp=jdm_cogvideox", "preset=smoke", "data=shards", "data.root=/d"]).data.root == "/d"
 
 
 @pytest.mark.parametrize("exp", ["jdm_cogvideox", "ft_modelscope"])

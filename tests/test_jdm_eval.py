@@ -38,4 +38,6 @@ def test_jdm_eval_scores_generated_masks_against_an_external_segmentation(smoke,
     assert main(["eval", str(run), "--reference-masks", str(other)]) == 2
     err = capsys.readouterr().err
     assert "method.eval_reference_masks" in err and "video id" in err and "Traceback" not in err
+    # the failed evaluation left the run folder as it was: the previous evaluation, no temp folder
+    assert (run / "table3-eval" / "summary.json").is_file() and not list(run.glob(".table3-eval.tmp-*"))
     assert main(["eval", str(tmp_path / "missing")]) == 2

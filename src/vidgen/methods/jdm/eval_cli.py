@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -49,9 +50,16 @@ def evaluate_run(
         **({"eval_samples": int(samples)} if samples else {}),
     }
     out_dir = run_dir / "table3-eval"
+    work = run_dir / f".table3-eval.tmp-{os.getpid()}"  # written whole, then moved into place
     override = {"train": {"max_steps": 0}, "sample": {"ckpt": str(ckpt)}, "method": method,
-                "run": {"dir": str(out_dir)}, "logger": {"wandb": {"enabled": False}}}  # fmt: skip
-    train(OmegaConf.merge(cfg, override))
+                "run": {"dir": str(work)}, "logger": {"wandb": {"enabled": False}}}  # fmt: skip
+    try:
+        train(OmegaConf.merge(cfg, override))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # a failed evaluation leaves the run folder as it was
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(work, out_dir)
     metrics = {k.removeprefix("eval/"): v for k, v in read_summary(out_dir).items() if k.startswith("eval/")}
     metrics.pop("step", None)
     record = {"evaluator": "eval", "protocol": "JDM Table 3", "reference_masks": reference_masks,
