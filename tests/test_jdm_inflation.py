@@ -114,18 +114,11 @@ def test_save_pretrained_round_trip_and_idempotence(name, tmp_path):
         for p in backbone.parameters():
             p.add_(0.01)  # trained weights, new channels included
     backbone.model.save_pretrained(tmp_path / "jdm")
-    cfg = load_config(
-        [
-            "exp=jdm_cogvideox" if name.startswith("cog") else "exp=jdm_modelscope",
-            "preset=smoke",
-            f"backbone.weights={tmp_path / 'jdm'}",
-        ]
-    )
+    cfg = load_config(["exp=jdm_cogvideox" if name.startswith("cog") else "exp=jdm_modelscope", "preset=smoke",
+                       f"backbone.weights={tmp_path / 'jdm'}"])
     loaded = JDMModule.build_model(cfg, spec)  # loads the inflated folder, inflate() is a no-op
     assert (loaded.in_channels, loaded.out_channels) == (backbone.in_channels, backbone.out_channels)
-    inputs = JDMModule.example_inputs(
-        spec, "tiny", spec.tiny_frames, spec.tiny_height, spec.tiny_width, model=loaded
-    )
+    inputs = JDMModule.example_inputs(spec, "tiny", spec.tiny_frames, spec.tiny_height, spec.tiny_width, model=loaded)
     assert inputs["latents"].shape[1] == 2 * spec.latent_channels
     state, reloaded = backbone.state_dict(), loaded.state_dict()
     assert set(state) == set(reloaded) and all(torch.equal(state[k], reloaded[k]) for k in state)
@@ -151,9 +144,7 @@ def test_backbone_without_projections_is_refused():
 def test_profile_reproduces_table6_parameter_overheads(exp, params, rounded, pct, monkeypatch):
     import vidgen.profile as profile_mod
 
-    monkeypatch.setattr(
-        profile_mod, "forward_flops", lambda model, inputs: 1.0
-    )  # FLOPs: not what this checks
+    monkeypatch.setattr(profile_mod, "forward_flops", lambda model, inputs: 1.0)  # FLOPs: not what this checks
     result = profile_mod.profile(load_config([f"exp={exp}"]))
     before, after = result["backbone"]["params"], result["method"]["params"]
     assert (before, after) == params
