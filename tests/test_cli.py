@@ -38,7 +38,7 @@ def test_unknown_experiment_exits_2_without_traceback():
     "args, needles",
     [
         (["train", "exp=ft_cogvideox", "backbone=no-such"], ["no-such", "cogvideox-5b"]),
-        (["train", "exp=ft_cogvideox", "run.dir=RUN"], ["backbone.weights=", "backbone.init=random"]),
+        (["train", "exp=ft_cogvideox", "data=shapes", "run.dir=RUN"], ["backbone.weights=", "backbone.init=random"]),
         (["train", "exp=ft_cogvideox", "preset=smoke", "backbone.weights=/no/such/folder", "run.dir=RUN"],
          ["/no/such/folder"]),
         (["train", "exp=ft_cogvideox", "preset=smoke", "data=shards", "data.root=/no/such/data", "run.dir=RUN"],

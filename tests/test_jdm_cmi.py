@@ -13,6 +13,7 @@ from fixtures_models import make_tiny_tokenizer
 from vidgen.data.shapes_datamodule import ShapesDataModule
 from vidgen.data.shards import ShardWriter
 from vidgen.data.video_io import from_model_pixels
+from vidgen.errors import ConfigError
 from vidgen.methods.jdm.cli import main
 from vidgen.methods.jdm.cmi import (
     ClipEncoder,
@@ -43,19 +44,37 @@ def test_context_similarity_is_the_cosine_of_the_concatenation():
     assert sim.min() >= 0 and sim.max() <= 1
 
 
+def test_eq12_as_printed_on_a_hand_computed_case():
+    # two regions and two negatives in 2-D, context e_x0 = (1, 0):
+    # sim(a, b | c) = (a . b + 1) / 2, so Eq. 12 is log sim_ij - log mean_k sim_ik
+    t1, t2 = torch.tensor([1.0, 0.0]), torch.tensor([0.6, 0.8])
+    n1, n2 = torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 0.0])
+    regions, negatives, ctx = torch.stack([t1, t2]), torch.stack([n1, n2]), torch.tensor([1.0, 0.0])
+    # (1, 2): sim = (0.6 + 1)/2 = 0.8; negatives: (0 + 1)/2 = 0.5, (-1 + 1)/2 = 0 -> mean 0.25
+    # (2, 1): sim = 0.8;              negatives: (0.8 + 1)/2 = 0.9, (-0.6 + 1)/2 = 0.2 -> mean 0.55
+    want_12, want_21 = math.log(0.8 / 0.25), math.log(0.8 / 0.55)
+    r = pair_log_ratios(regions, negatives, ctx)
+    assert abs(float(r[0, 1]) - want_12) < 1e-6 and abs(float(r[1, 0]) - want_21) < 1e-6
+    assert abs(average_cmi(regions, negatives, ctx) - (want_12 + want_21) / 2) < 1e-6
+    # the exp critic is a different estimator (the named knob), not Eq. 12
+    assert abs(average_cmi(regions, negatives, ctx, critic="exp") - (want_12 + want_21) / 2) > 0.1
+
+
 def test_identical_captions_give_large_cmi_and_small_weight():
     g = torch.Generator().manual_seed(1)
     d = 256
     ctx = torch.randn(d, generator=g)
     same = unit(torch.randn(d, generator=g)).expand(3, -1)  # three regions with one caption
     negatives = torch.randn(1024, d, generator=g)  # other clips' captions: unrelated
-    cmi = average_cmi(same, negatives, ctx, tau=0.07)
-    assert cmi > 5.0
-    assert math.exp(-ALPHA * cmi) < 0.01  # w' ~ 0: back to the standard diffusion loss
-    # the log ratio by hand: sim = (cos + 1) / 2, critic exp(sim / tau)
+    cmi = average_cmi(same, negatives, ctx)
+    # Eq. 12: sim = 1 for the pair, ~1/2 for unrelated negatives: log 2
+    assert abs(cmi - math.log(2)) < 0.02
+    assert math.exp(-ALPHA * cmi) < 0.52
+    # the exp critic (knob): critic exp(sim / T), much sharper
+    cmi_exp = average_cmi(same, negatives, ctx, critic="exp", temperature=0.07)
     s_neg = (unit(same[0]) @ unit(negatives).T + 1) / 2 / 0.07
     want = 1 / 0.07 - (torch.logsumexp(s_neg, 0) - math.log(1024))
-    assert abs(cmi - float(want)) < 1e-4
+    assert abs(cmi_exp - float(want)) < 1e-4 and cmi_exp > 5.0
 
 
 def test_unrelated_captions_give_weight_near_one():
@@ -64,15 +83,17 @@ def test_unrelated_captions_give_weight_near_one():
     ctx = torch.randn(d, generator=g)
     regions = torch.randn(4, d, generator=g)  # unrelated to each other and to the negatives
     negatives = torch.randn(1024, d, generator=g)
-    cmi = average_cmi(regions, negatives, ctx, tau=0.07)
+    cmi = average_cmi(regions, negatives, ctx)
     assert 0.0 <= cmi < 0.1
     assert math.exp(-ALPHA * cmi) > 0.9
-    raw = average_cmi(regions, negatives, ctx, tau=0.07, clamp=False)
+    raw = average_cmi(regions, negatives, ctx, clamp=False)
     assert raw < 0.1
     # fewer than two regions: no pairs, no dependence
     assert average_cmi(regions[:1], negatives, ctx) == 0.0
     r = pair_log_ratios(regions, negatives, ctx)
     assert r.shape == (4, 4) and torch.isnan(r.diagonal()).all()
+    with pytest.raises(ConfigError, match="--critic"):
+        average_cmi(regions, negatives, ctx, critic="softmax")
 
 
 def test_related_captions_rank_between():
@@ -162,7 +183,9 @@ def test_cmi_command_end_to_end(tmp_path, capsys):
     enc = ClipEncoder(clip)
     assert enc.encode_text(["a red circle", "a dog"]).shape == (2, 16)
 
-    dm = ShapesDataModule(num_clips=10, frames=9, height=32, width=32, latent_channels=16, text_dim=32, text_len=16)
+    dm = ShapesDataModule(
+        num_clips=10, frames=9, height=32, width=32, latent_channels=16, text_dim=32, text_len=16
+    )
     data, frames = tmp_path / "data", tmp_path / "frames"
     frames.mkdir()
     keys = []
@@ -190,7 +213,10 @@ def test_cmi_command_end_to_end(tmp_path, capsys):
     single = [k for i, k in enumerate(keys) if len(dm.dataset[i].regions.captions) < 2 and i]
     assert all(values[k] == 0.0 for k in single)
     meta = json.loads(out.read_text())
-    assert meta["meta"]["negatives"] == 4 and meta["meta"]["tau"] == 0.07
+    assert meta["meta"]["negatives"] == 4 and meta["meta"]["critic"] == "ratio"
+    assert main(args) == 2  # an existing --out is not replaced without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
     assert not (tmp_path / "cmi.json.work").exists()
     # the IVF index and the safetensors output give the same values here (full probe)
     out2 = tmp_path / "cmi.safetensors"
@@ -201,7 +227,10 @@ def test_cmi_command_end_to_end(tmp_path, capsys):
 
     # error paths: missing folders are named, no traceback, exit 2
     missing = tmp_path / "no-clip"
-    assert main(["cmi", "--data", str(data), "--clip", str(missing), "--frames", str(frames), "--out", str(out)]) == 2
+    assert (
+        main(["cmi", "--data", str(data), "--clip", str(missing), "--frames", str(frames), "--out", str(out)])
+        == 2
+    )
     assert str(missing) in capsys.readouterr().err
     assert main(["cmi", "--data", str(tmp_path / "nodata"), "--clip", str(clip), "--out", str(out)]) == 2
     assert str(tmp_path / "nodata") in capsys.readouterr().err
@@ -213,3 +242,26 @@ def test_cmi_command_end_to_end(tmp_path, capsys):
     assert main(["cmi", "--data", str(data), "--clip", str(clip), "--frames", str(frames), "--out", str(out),
                  "--negatives", "many"]) == 2  # fmt: skip
     assert "--negatives" in capsys.readouterr().err
+
+
+def test_shapes_stand_in_cmi_separates_independent_from_correlated_captions():
+    from vidgen.data.shapes import ShapesWorld
+    from vidgen.methods.jdm.cmi_shapes import clips_cmi, shapes_cmi
+    from vidgen.methods.jdm.loss_weighting import dynamic_weight
+
+    world = ShapesWorld(9, 32, 32, max_instances=4, seed=0)
+    clips = [c for c in map(world.render_clip, range(64)) if len(c.prompts) >= 2]
+    frames = torch.stack([c.video[:, 4] for c in clips])
+    # independent: every object of the world is drawn on its own; correlated: each clip's two
+    # regional captions name the same kind of object ("rain" always with "umbrella")
+    independent = [[c.prompts[0], c.prompts[-1]] for c in clips]
+    correlated = [[c.prompts[0], c.prompts[0].replace("a ", "one ", 1)] for c in clips]
+    w_ind = dynamic_weight(torch.tensor(clips_cmi(independent, frames, negatives=16)))
+    w_cor = dynamic_weight(torch.tensor(clips_cmi(correlated, frames, negatives=16)))
+    assert w_ind.mean() > 0.85 and w_cor.mean() < w_ind.mean() - 0.2, (w_ind.mean(), w_cor.mean())
+    # deterministic, keyed like the shapes dataset's samples
+    dm = ShapesDataModule(
+        num_clips=6, frames=9, height=32, width=32, latent_channels=16, text_dim=32, text_len=16
+    )
+    values = shapes_cmi(dm.world, 6)
+    assert list(values) == [dm.dataset[i].key for i in range(6)] and values == shapes_cmi(dm.world, 6)

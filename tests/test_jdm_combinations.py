@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -16,6 +17,7 @@ from vidgen.data.shards import ShardDataset, ShardWriter
 from vidgen.errors import ConfigError, DataError
 from vidgen.methods.jdm.cli import main
 from vidgen.methods.jdm.cmi import save_cmi
+from vidgen.methods.jdm.cmi_shapes import shapes_cmi
 from vidgen.methods.jdm.combinations import (
     JDM_EXTRAS,
     MEMBERS,
@@ -36,7 +38,9 @@ def shapes(num_clips: int = 12, height: int = H, width: int = W, seed: int = 0) 
     )  # fmt: skip
 
 
-def config(signal: str = "mask", k: int = 4, max_objects: int = 3, seed: int = 0, cmi_file=None):
+def config(
+    signal: str = "mask", k: int = 4, max_objects: int = 3, seed: int = 0, cmi_file=None, dynamic=True
+):
     return OmegaConf.create(
         {
             "seed": seed,
@@ -45,6 +49,7 @@ def config(signal: str = "mask", k: int = 4, max_objects: int = 3, seed: int = 0
                 "num_combinations": k,
                 "max_objects_per_combination": max_objects,
                 "cmi_file": None if cmi_file is None else str(cmi_file),
+                "dynamic_weighting": dynamic,
             },
         }
     )
@@ -77,7 +82,9 @@ def test_sampler_properties():
 
 
 def test_join_captions_keeps_order():
-    assert join_captions(["a red circle.", " a blue square ", "a dog"]) == "a red circle, a blue square, a dog"
+    assert (
+        join_captions(["a red circle.", " a blue square ", "a dog"]) == "a red circle, a blue square, a dog"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +95,7 @@ def test_transform_shapes_and_contents():
     dm = shapes()
     t = make_transform(config(), dm)
     codec, emb = dm.codec(), dm.text_encoder()
+    cmi = shapes_cmi(dm.world, len(dm.dataset))
     idx = multi_region(dm)
     assert idx, "the shapes world should have clips with several regions"
     for i in range(len(dm.dataset)):
@@ -100,7 +108,9 @@ def test_transform_shapes_and_contents():
         assert ex["jdm/caption_embeds"].shape == (4, TEXT_LEN, TEXT_DIM)
         assert ex["jdm/caption_mask"].shape == (4, TEXT_LEN) and ex["jdm/caption_mask"].dtype == torch.bool
         assert ex["jdm/masks"].shape == (4, FRAMES, H, W) and ex["jdm/masks"].dtype == torch.bool
-        assert ex["jdm/cmi"].shape == () and float(ex["jdm/cmi"]) == 0.0
+        assert ex["jdm/cmi"].shape == () and float(ex["jdm/cmi"]) == pytest.approx(
+            cmi[base.key]
+        )  # the stand-in
         # combination 0: union of every region + the global caption
         assert torch.equal(ex["jdm/masks"][0], base.regions.masks.any(0))
         assert torch.equal(ex["jdm/caption_embeds"][0], base.text_embeds)
@@ -113,11 +123,16 @@ def test_transform_shapes_and_contents():
             assert torch.allclose(ex["jdm/mask_latents"][k], want, atol=1e-5)
             if k:
                 e, m = emb.encode([join_captions([base.regions.captions[j] for j in c])])
-                assert torch.equal(ex["jdm/caption_embeds"][k], e[0]) and torch.equal(ex["jdm/caption_mask"][k], m[0])
+                assert torch.equal(ex["jdm/caption_embeds"][k], e[0]) and torch.equal(
+                    ex["jdm/caption_mask"][k], m[0]
+                )
     # a clip with several regions has random subsets that differ from "all"
     i = idx[0]
     masks = t(dm.dataset[i]).extras["jdm/masks"]
-    assert any(not torch.equal(masks[k], masks[0]) for k in range(1, 4)) or dm.dataset[i].regions.masks.shape[0] == 1
+    assert (
+        any(not torch.equal(masks[k], masks[0]) for k in range(1, 4))
+        or dm.dataset[i].regions.masks.shape[0] == 1
+    )
 
 
 def test_transform_is_deterministic_per_seed_and_key():
@@ -141,7 +156,7 @@ def test_transform_is_deterministic_per_seed_and_key():
 
 def test_precomputed_extras_pass_through_and_stored_form():
     dm = shapes(4)
-    t = make_transform(config(), dm)
+    t = make_transform(config(dynamic=False), dm)
     full = t(dm.dataset[0])
     assert t(full) is full  # complete extras: untouched
     # the stored form (members instead of pixel masks): masks are derived, members dropped
@@ -245,7 +260,7 @@ def test_combos_command_in_place_copy_and_resume(tmp_path, tiny_models, capsys):
     data = tmp_path / "data"
     write_shards(data)
     flags = ["--vae", str(tiny_models), "--text-encoder", str(tiny_models), "--backbone", "cogvideox-2b",
-             "--no-progress"]  # fmt: skip
+             "--max-objects", "3", "--no-progress"]  # fmt: skip
     assert main(["combos", "--data", str(data), "--out", str(tmp_path / "copy"), *flags]) == 0
     assert main(["combos", "--data", str(data), *flags]) == 0  # in place
     assert "wrote 5 clips" in capsys.readouterr().out
@@ -253,8 +268,13 @@ def test_combos_command_in_place_copy_and_resume(tmp_path, tiny_models, capsys):
     assert "wrote 0 clips, 5 already done" in capsys.readouterr().out
 
     dm = ShardDataModule(data, text_encoder_path=tiny_models, vae_path=tiny_models, backbone="cogvideox-2b")
-    t = make_transform(config(), dm)
-    online = make_transform(config(), dm)
+    # Eq. 13 needs the clips' CMI: real shards without `vidgen jdm cmi`'s file stop at start-up
+    with pytest.raises(ConfigError, match=r"vidgen jdm cmi --data .*method.dynamic_weighting=false"):
+        make_transform(config(), dm)
+    (data / "jdm_cmi.json").write_text(json.dumps({ShardDataset(data)[i].key: 0.5 * i for i in range(5)}))
+    assert float(make_transform(config(), dm)(ShardDataset(data)[3]).extras["jdm/cmi"]) == 1.5
+    t = make_transform(config(dynamic=False), dm)
+    online = make_transform(config(dynamic=False), dm)
     for root in (data, tmp_path / "copy"):
         ds = ShardDataset(root)
         assert len(ds) == 5
@@ -271,14 +291,16 @@ def test_combos_command_in_place_copy_and_resume(tmp_path, tiny_models, capsys):
                 assert torch.allclose(s.extras[k].float(), o[k].float(), atol=1e-5), k
     # the settings are recorded: other settings are refused instead of silently mixed
     with pytest.raises(ConfigError, match="num_combinations"):
-        make_transform(config(k=3), dm)
+        make_transform(config(k=3, dynamic=False), dm)
     assert main(["combos", "--data", str(data), "--k", "3", *flags]) == 2
     assert "num_combinations" in capsys.readouterr().err
 
 
 def test_cli_error_paths(tmp_path, capsys):
     missing = tmp_path / "nope"
-    assert main(["combos", "--data", str(missing), "--vae", str(tmp_path), "--text-encoder", str(tmp_path)]) == 2
+    assert (
+        main(["combos", "--data", str(missing), "--vae", str(tmp_path), "--text-encoder", str(tmp_path)]) == 2
+    )
     assert str(missing) in capsys.readouterr().err
     assert main(["combos", "--data", str(tmp_path), "--vae", "v", "--text-encoder", "t", "--bogus"]) == 2
     assert "--bogus" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from vidgen.methods.jdm.filters import (
     FilterSettings,
     ObjectAnn,
     apply_filters,
+    area_fraction,
     component_sizes,
     fragment_share,
     object_type,
@@ -76,15 +77,15 @@ def test_each_rule_with_counts():
         ClipAnn("too-few", [obj(box(), "a"), obj(box(x0=0), "b")]),
         ClipAnn("clean", [obj(box(), "a"), obj(box(x0=6), "b"), obj(box(y0=4), "a")]),
     ]
-    r = apply_filters(clips, FilterSettings())
+    r = apply_filters(clips, FilterSettings(fragment_threshold=0.1))
     rows = {x["rule"]: (x["clips_removed"], x["objects_removed"]) for x in r.rows}
     assert rows == {
         "same_type": (1, 4),
-        "too_many": (1, 11),
         "truncated": (0, 2),  # "mixed" and "too-few"
         "too_small": (0, 1),
         "too_large": (0, 1),
         "fragmented": (0, 2),  # the 31 % blob and the temporal gap; 10 % is within the threshold
+        "too_many": (1, 11),  # counted on the objects left after the object rules (A.6)
         "too_few": (1, 1),
     }
     assert r.kept == [{"key": "mixed", "regions": [0, 1, 5]}, {"key": "clean", "regions": [0, 1, 2]}]
@@ -93,11 +94,32 @@ def test_each_rule_with_counts():
     assert removed + r.objects_kept == r.objects_in  # each object counted once
     flagged = {x["rule"]: x["flagged"] for x in r.rows}
     assert flagged["truncated"] == 2 and flagged["too_few"] == 0 and flagged["same_type"] == 1
+    # the spatial fragment threshold is ours, not the paper's: off by default (the temporal gap stays)
+    assert apply_filters(clips).row("fragmented")["objects_removed"] == 1
     # thresholds move the counts
     r = apply_filters(clips, FilterSettings(fragment_threshold=0.05, allow_gaps=True, max_per_type=3))
     assert r.row("same_type")["clips_removed"] == 0 and r.row("fragmented")["objects_removed"] == 2
     with pytest.raises(ConfigError, match="--min-area"):
         FilterSettings(min_area=0.7, max_area=0.6)
+    with pytest.raises(ConfigError, match="--area-mode"):
+        FilterSettings(area_mode="pixels")
+
+
+def test_area_is_per_visible_frame_and_the_count_rule_runs_after_small_objects_go():
+    # an 8 x 8 box (16 % of a frame) visible in one of three frames: 5.3 % of the clip volume
+    brief = box(frames=[0])
+    assert area_fraction(brief) == pytest.approx(0.16) and area_fraction(brief, "volume") == pytest.approx(
+        0.16 / 3
+    )
+    clip = ClipAnn("brief", [obj(brief, "a"), obj(box(), "b")])
+    assert apply_filters([clip]).clips_kept == 1
+    assert apply_filters([clip], FilterSettings(area_mode="volume")).row("too_small")["objects_removed"] == 1
+    # 12 objects, 3 of them small: 9 are left, within 2..10, so the clip stays (A.6 order)
+    crowd = ClipAnn(
+        "crowd", [obj(box(), f"o{i}") for i in range(9)] + [obj(box(size=3), f"s{i}") for i in range(3)]
+    )
+    r = apply_filters([crowd])
+    assert r.kept == [{"key": "crowd", "regions": list(range(9))}] and r.row("too_many")["flagged"] == 1
 
 
 def _rles(masks: np.ndarray) -> list:
@@ -181,7 +203,9 @@ def test_filtered_dataset_holds_only_the_kept_clips_and_regions(tmp_path, capsys
         assert sample.regions.captions == [original.regions.captions[r] for r in item["regions"]]
         assert torch.equal(sample.regions.masks, original.regions.masks[item["regions"]])
         assert torch.equal(sample.latents, original.latents)
-    dropped = sum(source[source.keys.index(k["key"])].regions.masks.shape[0] - len(k["regions"]) for k in kept)
+    dropped = sum(
+        source[source.keys.index(k["key"])].regions.masks.shape[0] - len(k["regions"]) for k in kept
+    )
     assert dropped > 0 or len(kept) < len(source), "the filter must have removed something"
     assert main(args) == 0  # resumable: a second run writes nothing new
     assert "wrote 0 filtered clips" in capsys.readouterr().out

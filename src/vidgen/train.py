@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vidgen.backbones import BackboneSpec, get_backbone
 from vidgen.config import load_config, overrides_help, wants_help
+from vidgen.data.root_check import require_data_root
 from vidgen.data.sample import check_fields
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.eval.callback import EvalCallback
@@ -68,7 +69,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
         from vidgen.data.datamodule import ShardDataModule
 
         return ShardDataModule(
-            root=d.root,
+            root=require_data_root(d),
             text_encoder_path=d.text_encoder,
             vae_path=d.vae,
             backbone=spec.name,
@@ -187,6 +188,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
 def train(cfg: DictConfig) -> Path:
     """Train one run; returns the run folder."""
     cfg = resolve_micro_batch(cfg)
+    if cfg.data.name == "shards":
+        require_data_root(cfg.data)  # before the run folder exists: a failed start leaves no trace
     # checks run.dir, locks it for the run, cleans leftovers, picks the checkpoint, refuses a changed config
     with open_run(cfg, rank_zero=is_global_zero()) as run:
         return _train_in(cfg, run)
@@ -202,6 +205,11 @@ def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
     datamodule.transform = module_cls.sample_transform(cfg, datamodule)  # before the dataset is built
     module = module_cls(cfg)
     module.set_null_text(*datamodule.null_text())
+    if int(cfg.train.max_steps) == 0:  # evaluate the weights as built (e.g. the released base model)
+        from vidgen.evaluate_only import evaluate_only
+
+        run.write_config(cfg)
+        return evaluate_only(cfg, module, datamodule, run_dir)
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)
     run.write_config(cfg)  # the first write into the folder: everything above is validated
     ckpt = run.checkpoint

@@ -6,13 +6,13 @@ video (every frame) and then averaged over the N videos, as Table 3 averages ove
 generated masks. A video whose reference and prediction are both empty scores 1 on every metric
 (nothing to find, nothing found); an empty reference with a non-empty prediction scores IoU = F1 = 0.
 
-Reference masks
+Reference masks (JDM Table 3: a segmentation of the *generated* video, ``methods/jdm/evaluation.py``)
 ---------------
-- shapes world: the exact ground truth (``VideoSample.extras["jdm/masks"][0]``, the union of every
-  object's visible pixels), used by ``JDMModule.evaluate``;
-- real videos: masks of the generated videos from an external segmenter (the paper: a human-drawn
+- shapes world: the world's exact segmenter applied to the generated video
+  (``vidgen.data.shapes_segment``, every colour the prompt names);
+- real videos: an external segmenter's masks of the generated videos (the paper: a human-drawn
   first-frame mask propagated by Grounded-SAM2), stored in a folder with one entry per video
-  whose name is the generated video's file stem::
+  whose name is the generated video's id (``method.eval_videos`` writes ``<video_id>.mp4``)::
 
       <root>/
         <video_id>.npz            # key "masks": bool/uint8 [F, H, W] (or [H, W] for one frame)

@@ -45,6 +45,7 @@ class TableSpec:
     metrics: tuple[Metric, ...]
     source: str = "train"  # "train": vidgen.train runs; "profile": vidgen.sweeps.profile_run
     curves: tuple[str, ...] = ()  # eval.csv / history keys plotted against the step (figures)
+    extra_rows: tuple[str, ...] = ()  # row labels of ours that the paper's table does not have (controls)
     notes: tuple[str, ...] = field(default_factory=tuple)  # protocol differences, shown in the report
 
 
@@ -79,6 +80,19 @@ _T5_DIMS = {
     "Consistency": "overall_consistency",
     "Spatial Rel": "spatial_relationship",
 }
+T2VCOMPBENCH_HOW = (
+    "run T2V-CompBench (https://github.com/KaiyueSun98/T2V-CompBench) on the run's samples and write "
+    "<run.dir>/external/t2v-compbench.json with keys consistent_attribute_binding, motion_binding, "
+    "action_binding (docs/sweeps.md, 'External metrics')"
+)
+_FT_MODELSCOPE = "ModelScope fine-tuned without JDM (control, not in the paper)"
+_FT_COGVIDEOX = "CogVideoX-2B fine-tuned without JDM (control, not in the paper)"
+
+
+def _t2vcompbench(paper_name: str, key: str) -> Metric:
+    return Metric(paper_name, f"t2v-compbench/{key}", evaluator="T2V-CompBench", how=T2VCOMPBENCH_HOW)
+
+
 _MASK = (
     Metric("IoU", "eval/mask_iou"),
     Metric("F1", "eval/mask_f1"),
@@ -95,15 +109,41 @@ TABLES: dict[str, TableSpec] = {
         table="table1",
         row_param="exp",
         rows={
-            "ft_modelscope": "ModelScope",
+            "base_modelscope": "ModelScope",
             "jdm_modelscope": "ModelScope +JDM",
-            "ft_cogvideox": "CogVideoX-2B",
+            "base_cogvideox": "CogVideoX-2B",
             "jdm_cogvideox": "CogVideoX-2B +JDM",
+            "ft_modelscope": _FT_MODELSCOPE,
+            "ft_cogvideox": _FT_COGVIDEOX,
         },
+        extra_rows=(_FT_MODELSCOPE, _FT_COGVIDEOX),
         metrics=tuple(_vbench(k, v) for k, v in _T1_DIMS.items()),
         notes=(
-            "The paper's 'without JDM' rows are the released base models; ours are the same backbones "
-            "fine-tuned on the same data without JDM (ft_*), the stronger control.",
+            "'Without JDM' rows, as in the paper: the released base models evaluated zero-shot "
+            "(base_*: train.max_steps=0). The fine-tuned rows (ft_*) are our extra control, not in the paper.",
+        ),
+    ),
+    "jdm/table2_t2vcompbench": TableSpec(
+        paper="jdm",
+        table="table2",
+        row_param="exp",
+        rows={
+            "base_modelscope": "ModelScopeT2V",
+            "jdm_modelscope": "ModelScopeT2V +JDM",
+            "base_cogvideox": "CogVideoX-2B",
+            "jdm_cogvideox": "CogVideoX-2B +JDM",
+            "ft_modelscope": _FT_MODELSCOPE,
+            "ft_cogvideox": _FT_COGVIDEOX,
+        },
+        extra_rows=(_FT_MODELSCOPE, _FT_COGVIDEOX),
+        metrics=(
+            _t2vcompbench("Consist Attribute Binding", "consistent_attribute_binding"),
+            _t2vcompbench("Motion Binding", "motion_binding"),
+            _t2vcompbench("Action Binding", "action_binding"),
+        ),
+        notes=(
+            "'Without JDM' rows: the released base models, zero-shot (base_*: train.max_steps=0). "
+            "The fine-tuned rows (ft_*) are our extra control, not in the paper.",
         ),
     ),
     "jdm/table3_mask_quality": TableSpec(
@@ -113,9 +153,11 @@ TABLES: dict[str, TableSpec] = {
         rows={"jdm_modelscope": "ModelScopeT2V+JDM", "jdm_cogvideox": "CogVideoX-2B+JDM"},
         metrics=_MASK,
         notes=(
-            "Paper: 100 generated masks for VBench prompts vs. human-annotated first-frame masks propagated "
-            "by Grounded-SAM2. Ours: generated masks vs. the reference masks of the evaluation data "
-            "(the shapes world's exact ground truth, or an external segmenter's masks on real videos).",
+            "As the paper: the jointly generated mask vs. a segmentation of the generated video, "
+            "method.eval_samples (100) prompts of method.eval_prompts, sample.steps (50) steps. The "
+            "segmentation is the shapes world's exact segmenter, or on real data the folder "
+            "method.eval_reference_masks written by an external segmenter (the paper: first-frame masks "
+            "propagated by Grounded-SAM2) from the videos of method.eval_videos.",
         ),
     ),
     "jdm/table5_regional_signal": TableSpec(

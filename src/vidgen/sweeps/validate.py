@@ -45,7 +45,7 @@ def validate(sweep: Sweep, compose: bool = True) -> list[str]:
             errors.append(f"description: must name the paper ({spec.paper.upper()}) and the table "
                           f"({_table_label(spec.table)})")
         labels = {r["label"] for r in ref["rows"]}
-        if missing := set(spec.rows.values()) - labels:
+        if missing := set(spec.rows.values()) - labels - set(spec.extra_rows):
             errors.append(f"table link: rows {sorted(missing)} are not in the reference {spec.paper}/{spec.table}")
         ref_metrics = {m["name"] for m in ref.get("metrics", [])}
         if ref_metrics and (missing := {m.paper for m in spec.metrics} - ref_metrics):

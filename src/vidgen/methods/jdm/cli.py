@@ -1,11 +1,14 @@
-"""`vidgen jdm combos|cmi|filter`: JDM's data tools (see docs/data.md, "JDM data").
+"""`vidgen jdm combos|cmi|signals|eval|filter`: JDM's data tools (see docs/data.md, "JDM data").
 
     vidgen jdm combos --data ROOT --vae PATH --text-encoder PATH --backbone cogvideox-2b [--k 4]
-                      [--signal mask|hed|depth] [--seed 0] [--max-objects 3] [--out ROOT2]
+                      [--signal mask|hed|depth] [--seed 0] [--max-objects N] [--out ROOT2]
     vidgen jdm cmi    --data ROOT --clip PATH (--frames DIR | --videos DIR --annotations FILE |
-                      --vae PATH --backbone NAME) --out FILE.json [--negatives 1024] [--tau 0.07]
+                      --vae PATH --backbone NAME) [--out ROOT/jdm_cmi.json] [--negatives 1024]
+                      [--critic ratio|exp] [--temperature 0.07] [--overwrite]
+    vidgen jdm signals --data ROOT --videos DIR --annotations FILE [--hed DIR] [--depth DIR] [--overwrite]
+    vidgen jdm eval   RUN_DIR [--reference-masks DIR] [--prompts FILE] [--steps 50] [--videos DIR]
     vidgen jdm filter (--data ROOT | --annotations FILE) [--min-area 0.1] [--max-area 0.6]
-                      [--fragment-threshold 0.1] [--json] --out FILE
+                      [--area-mode frame|volume] [--fragment-threshold T] [--json] --out FILE
 
 User errors (missing folders, bad flags) print one message naming the file / flag and the fix
 and exit with status 2, without a traceback.
@@ -37,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backbone", default=None, help="registry name: gives the VAE / text-encoder classes")
     c.add_argument("--vae-kind", default=None)
     c.add_argument("--text-encoder-kind", default=None)
-    c.add_argument("--k", type=int, default=4, help="combinations per clip (0 = all objects + global caption)")
+    c.add_argument(
+        "--k", type=int, default=4, help="combinations per clip (0 = all objects + global caption)"
+    )
     c.add_argument("--signal", default="mask", choices=("mask", "hed", "depth"))
     c.add_argument("--seed", type=int, default=0, help="the training config's seed")
-    c.add_argument("--max-objects", type=int, default=3, help="objects per random combination")
+    c.add_argument(
+        "--max-objects",
+        type=int,
+        default=None,
+        help="cap on the objects of a random combination (default: none, as method.max_objects_per_combination)",
+    )
     c.add_argument("--out", default=None, help="write a copy here (default: add the extras in place)")
     c.add_argument("--device", default="cpu")
     c.add_argument("--no-progress", action="store_true")
@@ -53,9 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--annotations", default=None, help="the precompute JSONL annotations (with --videos)")
     m.add_argument("--vae", default=None, help="decode stored latents for the middle frame (with --backbone)")
     m.add_argument("--backbone", default=None)
-    m.add_argument("--out", required=True, help="output .json or .safetensors {key: Ī}")
+    m.add_argument(
+        "--out",
+        default=None,
+        help="output .json or .safetensors {key: Ī} (default: DATA/jdm_cmi.json, read by training)",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.add_argument("--negatives", type=int, default=1024, help="M nearest-neighbour negatives")
-    m.add_argument("--tau", type=float, default=0.07, help="critic temperature: f = exp(sim / tau)")
+    m.add_argument(
+        "--critic",
+        choices=("ratio", "exp"),
+        default="ratio",
+        help="ratio: Eq. 12 as printed (log-ratio of similarities); exp: exp(sim / T) critic",
+    )
+    m.add_argument("--temperature", type=float, default=0.07, help="T of --critic exp")
     m.add_argument("--index", choices=("exact", "ivf"), default="exact")
     m.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     m.add_argument("--nprobe", type=int, default=8, help="IVF lists scanned per query")
@@ -65,13 +86,50 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--work-dir", default=None, help="keep the embedding memmaps here (default: temporary)")
     m.add_argument("--no-progress", action="store_true")
 
+    g = sub.add_parser("signals", help="whole-scene HED / depth maps of real clips into the shards (Table 5)")
+    g.add_argument("--data", required=True, help="shard dataset root (from `vidgen precompute`)")
+    g.add_argument("--videos", required=True, help="the raw videos folder the dataset was precomputed from")
+    g.add_argument("--annotations", required=True, help="the precompute JSONL annotations")
+    g.add_argument("--hed", default=None, help="local HED folder: config.json + model.safetensors")
+    g.add_argument("--depth", default=None, help="local transformers depth model (DPT, Depth-Anything, ...)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--overwrite", action="store_true", help="replace maps the shards already hold")
+
+    e = sub.add_parser("eval", help="Table 3 mask quality of a trained run (external reference masks)")
+    e.add_argument("run", help="the run folder (config.yaml + checkpoints/last.ckpt)")
+    e.add_argument(
+        "--reference-masks",
+        default=None,
+        help="segmentations of the generated videos: DIR/<video_id>.npz or DIR/<video_id>/*.png",
+    )
+    e.add_argument("--prompts", default=None, help="prompt file, one per line (paper: 100 VBench prompts)")
+    e.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's sample.steps)")
+    e.add_argument(
+        "--samples", type=int, default=None, help="number of prompts (default: method.eval_samples)"
+    )
+    e.add_argument(
+        "--videos", default=None, help="write the generated videos + masks here (for the segmenter)"
+    )
+
     f = sub.add_parser("filter", help="A.2/A.6 mask and clip filters; report + kept list")
     src = f.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", default=None, help="shard dataset root")
     src.add_argument("--annotations", default=None, help="precompute JSONL annotations")
     f.add_argument("--min-area", type=float, default=0.1)
     f.add_argument("--max-area", type=float, default=0.6)
-    f.add_argument("--fragment-threshold", type=float, default=0.1)
+    f.add_argument(
+        "--fragment-threshold",
+        type=float,
+        default=None,
+        help="drop objects whose share outside the largest component exceeds this in a frame "
+        "(not in the paper: off by default)",
+    )
+    f.add_argument(
+        "--area-mode",
+        choices=("frame", "volume"),
+        default="frame",
+        help="frame: mean share of the frames the object is visible in (default); volume: of the clip",
+    )
     f.add_argument("--max-per-type", type=int, default=2)
     f.add_argument("--min-objects", type=int, default=2)
     f.add_argument("--max-objects", type=int, default=10)
@@ -79,8 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-gaps", action="store_true", help="objects may vanish and reappear")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
     f.add_argument("--out", required=True, help="kept list (JSON)")
-    f.add_argument("--write-data", default=None, metavar="ROOT2",
-                   help="with --data: also write the kept clips (kept regions only) as a new shard dataset")
+    f.add_argument(
+        "--write-data",
+        default=None,
+        metavar="ROOT2",
+        help="with --data: also write the kept clips (kept regions only) as a new shard dataset",
+    )
     return p
 
 
@@ -94,13 +156,25 @@ def _combos(a) -> int:
 
     _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")
     _need_dir(a.vae, "--vae", "pass the local VAE folder the dataset was encoded with")
-    _need_dir(a.text_encoder, "--text-encoder", "pass the local text-encoder folder the dataset was encoded with")
+    _need_dir(
+        a.text_encoder, "--text-encoder", "pass the local text-encoder folder the dataset was encoded with"
+    )
     if a.k < 1:
         raise ConfigError(f"--k={a.k} must be >= 1")
     r = precompute_combinations(
-        a.data, a.vae, a.text_encoder, backbone=a.backbone, num_combinations=a.k, signal=a.signal, seed=a.seed,
-        max_objects=a.max_objects, out=a.out, device=a.device, vae_kind=a.vae_kind,
-        text_encoder_kind=a.text_encoder_kind, progress=not a.no_progress,
+        a.data,
+        a.vae,
+        a.text_encoder,
+        backbone=a.backbone,
+        num_combinations=a.k,
+        signal=a.signal,
+        seed=a.seed,
+        max_objects=a.max_objects,
+        out=a.out,
+        device=a.device,
+        vae_kind=a.vae_kind,
+        text_encoder_kind=a.text_encoder_kind,
+        progress=not a.no_progress,
     )
     print(f"jdm combos: wrote {r['written']} clips, {r['skipped']} already done, to {a.out or a.data}")
     return 0
@@ -115,7 +189,9 @@ def _cmi(a) -> int:
         source = cmi.FramesDirSource(a.frames)
     elif a.videos is not None or a.annotations is not None:
         if a.videos is None or a.annotations is None:
-            raise ConfigError("--videos and --annotations go together (the raw videos and the precompute JSONL)")
+            raise ConfigError(
+                "--videos and --annotations go together (the raw videos and the precompute JSONL)"
+            )
         source = cmi.VideoSource(a.videos, a.annotations)
     elif a.vae is not None:
         if a.backbone is None:
@@ -126,12 +202,51 @@ def _cmi(a) -> int:
     else:
         source = None
     values = cmi.compute_cmi(
-        a.data, a.clip, a.out, frame_source=source, negatives=a.negatives, tau=a.tau, index=a.index,
-        nlist=a.nlist, nprobe=a.nprobe, device=a.device, batch_size=a.batch_size, seed=a.seed,
-        work_dir=a.work_dir, progress=not a.no_progress,
+        a.data,
+        a.clip,
+        a.out,
+        frame_source=source,
+        negatives=a.negatives,
+        critic=a.critic,
+        temperature=a.temperature,
+        index=a.index,
+        nlist=a.nlist,
+        nprobe=a.nprobe,
+        device=a.device,
+        batch_size=a.batch_size,
+        seed=a.seed,
+        work_dir=a.work_dir,
+        progress=not a.no_progress,
+        overwrite=a.overwrite,
     )
     mean = sum(values.values()) / max(len(values), 1)
-    print(f"jdm cmi: {len(values)} clips, mean Ī = {mean:.4f} -> {a.out}")
+    print(f"jdm cmi: {len(values)} clips, mean Ī = {mean:.4f} -> {a.out or Path(a.data) / cmi.CMI_FILE}")
+    return 0
+
+
+def _signals(a) -> int:
+    from vidgen.methods.jdm.scene_signals import add_scene_signals
+
+    _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")
+    _need_dir(a.videos, "--videos", "pass the raw videos folder the dataset was precomputed from")
+    for flag, path in (("--hed", a.hed), ("--depth", a.depth)):
+        _need_dir(path, flag, "pass a local model folder")
+    if not Path(a.annotations).is_file():
+        raise DataError(f"--annotations {a.annotations}: file does not exist; pass the precompute JSONL.")
+    r = add_scene_signals(a.data, a.videos, a.annotations, a.hed, a.depth, a.device, a.overwrite)
+    print(f"jdm signals: {r['written']} clips written, {r['skipped']} already done -> {a.data}")
+    return 0
+
+
+def _eval(a) -> int:
+    from vidgen.methods.jdm.eval_cli import EXTERNAL_FILE, evaluate_run
+
+    _need_dir(a.run, "run", "pass the folder of a finished JDM run")
+    if a.reference_masks is not None:
+        _need_dir(a.reference_masks, "--reference-masks", "pass the folder of the external segmenter's masks")
+    metrics = evaluate_run(a.run, a.reference_masks, a.prompts, a.steps, a.samples, a.videos)
+    print(json.dumps(metrics, indent=1))
+    print(f"-> {Path(a.run) / 'external' / EXTERNAL_FILE}")
     return 0
 
 
@@ -139,9 +254,14 @@ def _filter(a) -> int:
     from vidgen.methods.jdm import filters
 
     settings = filters.FilterSettings(
-        min_area=a.min_area, max_area=a.max_area, fragment_threshold=a.fragment_threshold,
-        max_per_type=a.max_per_type, min_objects=a.min_objects, max_objects=a.max_objects,
-        border_margin=a.border_margin, allow_gaps=a.allow_gaps,
+        min_area=a.min_area,
+        max_area=a.max_area,
+        fragment_threshold=a.fragment_threshold,
+        max_per_type=a.max_per_type,
+        min_objects=a.min_objects,
+        max_objects=a.max_objects,
+        border_margin=a.border_margin,
+        allow_gaps=a.allow_gaps,
     )
     if a.data is not None:
         _need_dir(a.data, "--data", "pass a shard dataset root written by `vidgen precompute`")
@@ -178,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return {"combos": _combos, "cmi": _cmi, "filter": _filter}[args.command](args)
+        return {"combos": _combos, "cmi": _cmi, "signals": _signals, "eval": _eval, "filter": _filter}[
+            args.command
+        ](args)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

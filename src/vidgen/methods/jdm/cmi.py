@@ -1,46 +1,16 @@
-"""JDM's dynamic-loss-weighting precompute (Sec. 3.3, Eq. 12): the average CMI Ī of each clip.
+"""`vidgen jdm cmi`: the average CMI Ī of every clip of a shard dataset (JDM Sec. 3.3, Eq. 12).
 
-For a clip x0 with regional captions y^1..y^R, a local CLIP model gives the middle frame's image
-embedding c = e_x0 and the caption embeddings t_i = e_{y^i} (all L2-normalised). Then
+A local CLIP model embeds the clip's middle frame (``e_x0``) and its regional captions; Eq. 12
+(``cmi_estimator``) contrasts each ordered caption pair with M = 1024 negatives: one regional
+caption drawn (seeded) from each of the M clips whose middle-frame embeddings are nearest to
+``e_x0`` (cosine; the clip itself excluded). The values are written beside the shard index,
+``ROOT/jdm_cmi.json`` (``CMI_FILE``), where JDM training reads them (``combinations.make_transform``).
 
-* **context-augmented similarity** ``sim(a, b | c)``: the cosine of the concatenations
-  ``[t_a, c]`` and ``[t_b, c]``. With unit-norm parts this is exactly ``(t_a . t_b + 1) / 2`` in
-  [0, 1] (``context_similarity``): the shared context adds a constant, so the conditioning on x0
-  enters through the *negatives*, which come from clips that look like x0.
-* **positivity**: Eq. 12 takes the log of a ratio of similarities, and a similarity can be 0 (or
-  negative for a raw cosine). We use the InfoNCE critic ``f(a, b) = exp(sim(a, b | c) / tau)``
-  (tau = 0.07, CLIP's temperature) in place of ``sim``: it is strictly positive, monotone in the
-  similarity, and it is the critic whose log-ratio against a Monte-Carlo marginal is the
-  InfoNCE estimate of (conditional) mutual information. Because sim = (cos + 1)/2, the effective
-  temperature on the raw cosine is 2 tau.
-* **negatives**: the M (= 1024) clips whose middle-frame embeddings are nearest to c (cosine,
-  the clip itself excluded; only clips with at least one regional caption), one regional caption
-  drawn from each (seeded): these are the "y^j shuffled across similar contexts".
-* **estimate** for the ordered pair (i, j), i != j::
-
-      I(y^i; y^j | x0) ~= log f(t_i, t_j) - log( 1/M sum_k f(t_i, t_neg_k) )
-                        = sim_ij / tau - (logsumexp_k(sim_ik / tau) - log M)
-
-  and Ī is the mean over the R(R-1) ordered pairs, clamped at 0 (mutual information is
-  non-negative; a negative estimate means "no detectable dependence"). Clips with fewer than 2
-  regions have no pairs: Ī = 0 (then w' = w).
-
-The module weights the fine-grained loss by w' = w * exp(-alpha * Ī) (Eq. 13, loss_weighting.py).
-
-**Middle frame**: frame ``F // 2`` of the training clip, from (in order of preference) a folder
-of pre-extracted frames (``--frames DIR`` with ``<key>.png|jpg``), the raw videos
-(``--videos DIR --annotations FILE``: the precompute annotations; the source frame is
-``(F // 2) * micro.stride``, resized and centre-cropped like the clip), or, when neither is
-available, by decoding the stored latents with the VAE (``--vae PATH --backbone NAME``; one full
-VAE decode per clip: the slowest option).
-
-**Nearest-neighbour index** (``ExactIndex``, ``IVFIndex``): embeddings are stored L2-normalised
-as a float16 memmap [N, P] (2 N P bytes: 1 GB for 1M clips at P = 512). ``ExactIndex`` is a
-chunked exact top-k: query blocks times database chunks with one matmul each, keeping a running
-top-k -- O(N^2 P) multiply-adds for all clips, O(Q (chunk + k)) memory; on a GPU (fp16 matmul)
-1M x 1M x 512 is ~5e14 FLOPs, minutes. ``IVFIndex`` is the coarse quantiser for CPUs or larger
-N: spherical k-means with nlist ~ 4 sqrt(N) lists; a query scans its nprobe nearest lists:
-O(N (nlist + nprobe N / nlist) P) in total, ~O(N^1.5 P) -- approximate (exact when nprobe = nlist).
+Middle frame (frame ``F // 2``): ``--frames DIR`` (``<key>.png|jpg``), or the raw videos
+(``--videos DIR --annotations FILE``), or a VAE decode of the stored latents (``--vae``, slowest).
+Nearest neighbours: ``ExactIndex`` (chunked exact top-k) or ``IVFIndex`` (spherical k-means
+coarse quantiser, ~O(N^1.5 P), exact when nprobe = nlist) over a float16 memmap. Derivations:
+docs/methods/jdm.md.
 """
 
 from __future__ import annotations
@@ -57,60 +27,22 @@ import torch
 from torch import Tensor
 
 from vidgen.errors import ConfigError, DataError
+from vidgen.methods.jdm.cmi_estimator import (  # noqa: F401  (re-exported: the estimator's home)
+    CRITICS,
+    DEFAULT_CRITIC,
+    DEFAULT_TEMPERATURE,
+    _unit,
+    average_cmi,
+    check_critic,
+    context_similarity,
+    pair_log_ratios,
+)
 
 FORMAT = "vidgen-jdm-cmi"
+CMI_FILE = "jdm_cmi.json"  # beside index.json: the per-clip Ī JDM training reads
 DEFAULT_NEGATIVES = 1024
-DEFAULT_TAU = 0.07
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-# ---------------------------------------------------------------------------------------------
-# The estimator
-
-
-def _unit(x: Tensor) -> Tensor:
-    x = x.float()
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def context_similarity(a: Tensor, b: Tensor, context: Tensor, context_b: Tensor | None = None) -> Tensor:
-    """Cosine of ``[a_i, c]`` and ``[b_j, c']`` (parts L2-normalised): ``[Na, Nb]``.
-
-    ``a [Na, P]``, ``b [Nb, P]``, ``context [P]`` (``context_b`` defaults to the same context,
-    then the result is ``(a_i . b_j + 1) / 2``).
-    """
-    c_a = _unit(context)
-    c_b = c_a if context_b is None else _unit(context_b)
-    ctx = (c_a * c_b).sum(-1)
-    return (_unit(a) @ _unit(b).T + ctx) / 2
-
-
-def pair_log_ratios(regions: Tensor, negatives: Tensor, context: Tensor, tau: float = DEFAULT_TAU) -> Tensor:
-    """Eq. 12 with the critic exp(sim / tau): ``[R, R]`` log ratios for (i, j) (diagonal: NaN)."""
-    if tau <= 0:
-        raise ConfigError(f"--tau={tau} must be > 0")
-    r, m = regions.shape[0], negatives.shape[0]
-    if m == 0:
-        raise ValueError("pair_log_ratios needs at least one negative")
-    s_pos = context_similarity(regions, regions, context) / tau  # [R, R]
-    s_neg = context_similarity(regions, negatives, context) / tau  # [R, M]
-    log_mean_neg = torch.logsumexp(s_neg, dim=1) - math.log(m)  # [R]
-    out = s_pos - log_mean_neg[:, None]
-    out[torch.eye(r, dtype=torch.bool)] = float("nan")
-    return out
-
-
-def average_cmi(
-    regions: Tensor, negatives: Tensor, context: Tensor, tau: float = DEFAULT_TAU, clamp: bool = True
-) -> float:
-    """Ī: the mean of Eq. 12 over the ordered pairs of a clip's regional captions (0 with < 2 regions)."""
-    r = regions.shape[0]
-    if r < 2 or negatives.shape[0] == 0:
-        return 0.0
-    ratios = pair_log_ratios(regions, negatives, context, tau)
-    value = float(ratios[~torch.eye(r, dtype=torch.bool)].mean())
-    return max(value, 0.0) if clamp else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +147,9 @@ class IVFIndex:
             assign[start : start + db.shape[0]] = (db @ cent.T).argmax(dim=1).cpu()
         order = torch.argsort(assign, stable=True)
         self.list_ids = order.numpy()
-        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(assign, minlength=self.nlist).cumsum(0)]).numpy()
+        self.offsets = torch.cat(
+            [torch.zeros(1, dtype=torch.long), torch.bincount(assign, minlength=self.nlist).cumsum(0)]
+        ).numpy()
 
     def search(self, queries: Tensor, k: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
         k = min(int(k), self.n - (1 if exclude is not None else 0))
@@ -284,7 +218,9 @@ class ClipEncoder:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot load the CLIP tokenizer from {tok_dir} (--clip): {exc}. {_CLIP_LAYOUT}.") from exc
+            raise DataError(
+                f"cannot load the CLIP tokenizer from {tok_dir} (--clip): {exc}. {_CLIP_LAYOUT}."
+            ) from exc
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.image_size = int(self.model.config.vision_config.image_size)
@@ -361,7 +297,9 @@ class FramesDirSource:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise DataError(f"frames folder {self.folder} does not exist (--frames); expected <key>.png or <key>.jpg files.")
+            raise DataError(
+                f"frames folder {self.folder} does not exist (--frames); expected <key>.png or <key>.jpg files."
+            )
 
     def __call__(self, i: int, clip: dict[str, Any]) -> Tensor:
         from PIL import Image
@@ -445,10 +383,11 @@ def read_clips(root: str | Path) -> list[dict[str, Any]]:
 def compute_cmi(
     data: str | Path,
     clip: str | Path,
-    out: str | Path,
+    out: str | Path | None,
     frame_source: Callable[[int, dict[str, Any]], Tensor] | None = None,
     negatives: int = DEFAULT_NEGATIVES,
-    tau: float = DEFAULT_TAU,
+    critic: str = DEFAULT_CRITIC,
+    temperature: float = DEFAULT_TEMPERATURE,
     index: str = "exact",
     nlist: int | None = None,
     nprobe: int = 8,
@@ -457,16 +396,17 @@ def compute_cmi(
     seed: int = 0,
     work_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, float]:
-    """Ī for every clip of the shard dataset ``data``; writes ``out`` (.json or .safetensors)."""
+    """Ī for every clip of the shard dataset ``data``; writes ``out`` (.json or .safetensors;
+    default ``data/jdm_cmi.json``, where training reads it)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if negatives < 1:
         raise ConfigError(f"--negatives={negatives} must be >= 1")
-    if tau <= 0:
-        raise ConfigError(f"--tau={tau} must be > 0")
-    out = Path(out)
+    check_critic(critic, temperature)
+    out = Path(out) if out is not None else Path(data) / CMI_FILE
     if out.suffix not in (".json", ".safetensors"):
         raise ConfigError(f"--out {out}: use a .json or .safetensors file name")
     clips = read_clips(data)
@@ -475,12 +415,21 @@ def compute_cmi(
             "vidgen jdm cmi needs the middle frames: pass --frames DIR, or --videos DIR --annotations FILE, or "
             "--vae PATH --backbone NAME (decode the stored latents)."
         )
+    if out.exists() and not overwrite:
+        raise ConfigError(
+            f"--out {out} already exists; pass --overwrite to replace it, or choose another --out"
+        )
     encoder = ClipEncoder(clip, device=device, batch_size=batch_size)
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     n, p = len(clips), encoder.dim
     console = Console(stderr=True)
-    columns = (TextColumn("[bold]jdm cmi {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]jdm cmi {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
 
     # captions: a bank of unique caption embeddings + per-clip caption ids (CSR)
     unique: dict[str, int] = {}
@@ -542,20 +491,24 @@ def compute_cmi(
                         bar.advance(q_task)
                         continue
                     clip_ids = db_ids[nb]
-                    pick = offsets_t[clip_ids] + (torch.rand(clip_ids.numel(), generator=g) * counts[clip_ids]).long()
+                    pick = (
+                        offsets_t[clip_ids]
+                        + (torch.rand(clip_ids.numel(), generator=g) * counts[clip_ids]).long()
+                    )
                     neg = torch.from_numpy(np.asarray(bank[cap_ids_t[pick].numpy()])).float()
                     own = cap_ids_t[offsets_t[ci] : offsets_t[ci + 1]]
                     reg = torch.from_numpy(np.asarray(bank[own.numpy()])).float()
                     ctx = torch.from_numpy(np.asarray(images[ci])).float()
-                    results[clips[ci]["key"]] = average_cmi(reg, neg, ctx, tau)
+                    results[clips[ci]["key"]] = average_cmi(reg, neg, ctx, critic, temperature)
                     bar.advance(q_task)
     meta = {
         "negatives": int(negatives),
-        "tau": float(tau),
+        "critic": critic,
+        "temperature": float(temperature) if critic == "exp" else None,
         "index": index,
         "clip": str(clip),
         "data": str(data),
-        "similarity": "exp(((t_i . t_j + 1) / 2) / tau), parts L2-normalised",
+        "similarity": "(t_i . t_j + 1) / 2 (cosine of [t, e_x0], parts L2-normalised)",
     }
     save_cmi(out, results, meta)
     import shutil
@@ -615,6 +568,8 @@ def load_cmi(path: str | Path) -> dict[str, float]:
     out = {}
     for k, v in mapping.items():
         if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-            raise DataError(f"method.cmi_file: {path}: sample {k!r}: value {v!r} is not a finite number. {fix}")
+            raise DataError(
+                f"method.cmi_file: {path}: sample {k!r}: value {v!r} is not a finite number. {fix}"
+            )
         out[str(k)] = float(v)
     return out

@@ -1,13 +1,15 @@
 """JDM's mask-caption combinations (Sec. 3.3 "Training Scheme"): what a clip is trained with.
 
 Per clip, a *combination* is a non-empty set of its regions (objects): their masks are unioned
-and their regional captions are concatenated into one prompt. Every clip gets ``K`` combinations
-(``method.num_combinations``, default 4), fixed per ``(seed, sample key)``:
+and their regional captions are concatenated into one prompt. With ``method.combinations=pool``
+every clip gets ``K`` combinations (``method.num_combinations``, default 4), fixed per
+``(seed, sample key)``; with ``fresh`` (default) only combination 0, and the module draws L_fine's
+subset anew every step (``fresh_combinations``):
 
 - combination 0 = **all regions** (the union of every mask), paired with the clip's **global
   caption** (the sample's own ``text_embeds`` / ``text_mask``);
-- combination k >= 1 = a random subset: a size drawn uniformly from
-  ``1 .. min(max_objects_per_combination, R)``, then that many regions drawn uniformly (kept in
+- combination k >= 1 (pool) = a random subset: a size drawn uniformly from
+  ``1 .. min(max_objects_per_combination or R, R)``, then that many regions drawn uniformly (kept in
   the clip's region order, distinct subsets preferred); its prompt is the regional captions
   joined with ``", "`` in region order (``join_captions``), encoded with the data's text encoder.
 
@@ -22,12 +24,13 @@ key                        shape / dtype       meaning
 ``jdm/caption_embeds``     [K, L, D]           prompt of each combination (0: global caption)
 ``jdm/caption_mask``       [K, L] bool         its token mask
 ``jdm/masks``              [K, F, H, W] bool   each combination's union mask (evaluation truth)
-``jdm/cmi``                [] float32          the clip's average CMI (cmi.py); 0.0 without
-                                               ``method.cmi_file``, then w' = w
+``jdm/cmi``                [] float32          the clip's average CMI Ī (``clip_cmi``); 0.0 with
+                                               ``method.dynamic_weighting=false`` (unused: w' = w)
 =========================  ==================  ==================================================
 
-The JDM module picks which k to train on with its per-step generator, so the combination a clip
-is trained with varies across epochs while the data stays reproducible.
+With ``pool``, the JDM module picks which k in 1..K-1 to train L_fine on with its per-step
+generator: the subset varies across steps, but only within the clip's fixed pool of K-1 subsets
+(the speed option; Fig. 2 samples from all combinations, which ``fresh`` does).
 
 Precompute (``vidgen jdm combos``, ``precompute_combinations``) writes ``jdm/mask_latents``,
 ``jdm/caption_embeds``, ``jdm/caption_mask`` and ``jdm/members`` ([K, R] bool: the regions of
@@ -70,7 +73,7 @@ STORED_EXTRAS = (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK, MEMBERS)
 INDEX_KEY = "jdm_combinations"
 
 DEFAULT_K = 4
-DEFAULT_MAX_OBJECTS = 3
+DEFAULT_MAX_OBJECTS = None  # no cap: subsets of any size (Fig. 2, "all combinations")
 CAPTION_SEPARATOR = ", "
 
 
@@ -78,7 +81,7 @@ CAPTION_SEPARATOR = ", "
 class CombinationSettings:
     signal: str = "mask"
     num_combinations: int = DEFAULT_K
-    max_objects: int = DEFAULT_MAX_OBJECTS
+    max_objects: int | None = DEFAULT_MAX_OBJECTS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -88,14 +91,14 @@ class CombinationSettings:
                 f"method.num_combinations={self.num_combinations} must be >= 1 (combination 0 is all objects "
                 "with the global caption; K-1 random subsets follow)"
             )
-        if int(self.max_objects) < 1:
+        if self.max_objects is not None and int(self.max_objects) < 1:
             raise ConfigError(f"method.max_objects_per_combination={self.max_objects} must be >= 1")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "signal": self.signal,
             "num_combinations": int(self.num_combinations),
-            "max_objects_per_combination": int(self.max_objects),
+            "max_objects_per_combination": None if self.max_objects is None else int(self.max_objects),
             "seed": int(self.seed),
         }
 
@@ -105,7 +108,7 @@ class CombinationSettings:
 
 
 def sample_combinations(
-    key: str, num_regions: int, num_combinations: int, max_objects: int, seed: int
+    key: str, num_regions: int, num_combinations: int, max_objects: int | None, seed: int
 ) -> list[tuple[int, ...]]:
     """The K combinations of a clip: ``[all regions, subset_1, ..., subset_{K-1}]``, each sorted.
 
@@ -117,7 +120,7 @@ def sample_combinations(
         raise ValueError(f"sample {key!r}: a combination needs at least one region")
     combos: list[tuple[int, ...]] = [tuple(range(num_regions))]
     rng = random.Random(f"jdm-combinations:{int(seed)}:{key}")
-    cap = min(int(max_objects), num_regions)
+    cap = num_regions if max_objects is None else min(int(max_objects), num_regions)
     seen: set[tuple[int, ...]] = set()
     for _ in range(int(num_combinations) - 1):
         subset: tuple[int, ...] = ()
@@ -141,7 +144,7 @@ def _no_regions_error(key: str) -> DataError:
     return DataError(
         f"sample {key!r}: field regions: JDM needs regional masks + captions (the `regions` group: one mask "
         "per object per frame and its regional caption), and this sample has none. Fix: use data with "
-        "regions (data=shapes, or shards precomputed from annotations with a non-empty \"regions\" list; "
+        'regions (data=shapes, or shards precomputed from annotations with a non-empty "regions" list; '
         "`vidgen jdm filter` drops clips with fewer than 2 objects)."
     )
 
@@ -180,7 +183,13 @@ def compute_combination_extras(
     members = torch.zeros((len(combos), r), dtype=torch.bool)
     for k, c in enumerate(combos):
         members[k, list(c)] = True
-    return {MASK_LATENTS: latents, CAPTION_EMBEDS: embeds, CAPTION_MASK: tmask, MEMBERS: members, MASKS: unions}
+    return {
+        MASK_LATENTS: latents,
+        CAPTION_EMBEDS: embeds,
+        CAPTION_MASK: tmask,
+        MEMBERS: members,
+        MASKS: unions,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +259,7 @@ class CombinationTransform:
             if key not in self.cmi:
                 raise DataError(
                     f"{self.cmi_file}: no CMI value for sample {key!r}. Fix: re-run `vidgen jdm cmi --data ROOT "
-                    f"--out {self.cmi_file}` on this dataset, or set method.cmi_file=null (then w' = w)."
+                    "--overwrite` on this dataset, or set method.dynamic_weighting=false (then w' = w)."
                 )
             return torch.tensor(float(self.cmi[key]), dtype=torch.float32)
         if stored is not None:
@@ -262,7 +271,9 @@ class CombinationTransform:
         if all(k in ex for k in JDM_EXTRAS) and self.cmi is None:
             return sample  # fully precomputed: untouched
         extras = dict(ex)
-        if all(k in ex for k in (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)) and (MASKS in ex or MEMBERS in ex):
+        if all(k in ex for k in (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)) and (
+            MASKS in ex or MEMBERS in ex
+        ):
             if MASKS not in ex:  # stored form: members -> pixel masks from the decoded regions
                 if sample.regions is None:
                     raise _no_regions_error(sample.key)
@@ -273,7 +284,9 @@ class CombinationTransform:
                         f"sample {sample.key!r}: field extra/{MEMBERS}: {members.shape[-1]} regions, but the "
                         f"annotation has {masks.shape[0]}. Fix: re-run `vidgen jdm combos` for this dataset."
                     )
-                extras[MASKS] = torch.stack([union_mask(masks, m.nonzero().flatten().tolist()) for m in members])
+                extras[MASKS] = torch.stack(
+                    [union_mask(masks, m.nonzero().flatten().tolist()) for m in members]
+                )
         else:
             extras.update(self._compute(sample))
         extras.pop(MEMBERS, None)
@@ -315,20 +328,26 @@ def _select(cfg, key: str, default):
 
 
 def settings_from_config(cfg) -> CombinationSettings:
+    """The transform's settings. ``method.combinations=fresh``: only combination 0 (all objects +
+    global caption, for L_diff); the module draws L_fine's subset every step (fresh_combinations)."""
+    fresh = str(_select(cfg, "method.combinations", "pool")) == "fresh"
+    cap = _select(cfg, "method.max_objects_per_combination", None)
     return CombinationSettings(
         signal=str(_select(cfg, "method.signal", "mask")),
-        num_combinations=int(_select(cfg, "method.num_combinations", DEFAULT_K)),
-        max_objects=int(_select(cfg, "method.max_objects_per_combination", DEFAULT_MAX_OBJECTS)),
+        num_combinations=1 if fresh else int(_select(cfg, "method.num_combinations", DEFAULT_K)),
+        max_objects=None if cap is None else int(cap),
         seed=int(_select(cfg, "seed", 0)),
     )
 
 
-def check_stored_settings(index: dict[str, Any], settings: CombinationSettings, where: str) -> None:
-    """Refuse shards whose stored combinations were made with other settings."""
+def check_stored_settings(
+    index: dict[str, Any], settings: CombinationSettings, where: str, only: tuple[str, ...] | None = None
+) -> None:
+    """Refuse shards whose stored combinations were made with other settings (``only``: these keys)."""
     stored = index.get(INDEX_KEY)
     if not stored:
         return
-    want = settings.as_dict()
+    want = {k: v for k, v in settings.as_dict().items() if only is None or k in only}
     diff = {k: (stored.get(k), v) for k, v in want.items() if stored.get(k) != v}
     if diff:
         detail = ", ".join(f"{k}: stored {a!r} vs configured {b!r}" for k, (a, b) in diff.items())
@@ -340,21 +359,56 @@ def check_stored_settings(index: dict[str, Any], settings: CombinationSettings, 
         )
 
 
+def clip_cmi(cfg, datamodule) -> tuple[dict[str, float] | None, str | None]:
+    """The per-clip Ī training weights by (Sec. 3.3) and where it came from; (None, None) when
+    ``method.dynamic_weighting=false`` (then w' = w and no Ī is needed).
+
+    ``method.cmi_file`` if set; else shards: ``<data.root>/jdm_cmi.json`` (`vidgen jdm cmi`), a
+    start-up error naming that command when it is missing; shapes world: the stand-in (cmi_shapes).
+    """
+    from vidgen.data.datamodule import ShardDataModule
+    from vidgen.data.shapes_datamodule import ShapesDataModule
+    from vidgen.methods.jdm.cmi import CMI_FILE, load_cmi
+
+    if not _select(cfg, "method.dynamic_weighting", True):
+        return None, None
+    cmi_file = _select(cfg, "method.cmi_file", None)
+    if cmi_file:
+        return load_cmi(cmi_file), str(cmi_file)
+    if isinstance(datamodule, ShardDataModule):
+        path = Path(datamodule.root) / CMI_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"method=jdm weights each clip by its CMI (Sec. 3.3, Eq. 13), and {path} does not exist. Fix: run "
+                f"`vidgen jdm cmi --data {datamodule.root} --clip CLIP_DIR --frames DIR` (or --videos/--annotations), "
+                "or pass method.cmi_file=FILE, or train without it: method.dynamic_weighting=false (w' = w)."
+            )
+        return load_cmi(path), str(path)
+    if isinstance(datamodule, ShapesDataModule):
+        from vidgen.methods.jdm.cmi_shapes import shapes_cmi
+
+        return shapes_cmi(
+            datamodule.world, datamodule.num_clips, seed=int(_select(cfg, "seed", 0))
+        ), "shapes stand-in"
+    raise ConfigError(
+        f"method=jdm: no CMI source for {type(datamodule).__name__}; pass method.cmi_file=FILE or "
+        "method.dynamic_weighting=false"
+    )
+
+
 def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
     """The JDM per-sample transform for ``datamodule`` (see the module docstring)."""
     settings = settings_from_config(cfg)
-    cmi_file = _select(cfg, "method.cmi_file", None)
-    cmi = None
-    if cmi_file:
-        from vidgen.methods.jdm.cmi import load_cmi
-
-        cmi = load_cmi(cmi_file)
+    cmi, cmi_source = clip_cmi(cfg, datamodule)
     from vidgen.data.datamodule import ShardDataModule
     from vidgen.data.shapes_datamodule import ShapesDataModule
 
     cache = False
     if isinstance(datamodule, ShardDataModule):
-        check_stored_settings(datamodule.index, settings, str(Path(datamodule.root) / "index.json"))
+        fresh = settings.num_combinations == 1 and str(_select(cfg, "method.combinations", "pool")) == "fresh"
+        # fresh: only the stored combination 0 (all objects) is used, so only its signal must match
+        only = ("signal",) if fresh else None
+        check_stored_settings(datamodule.index, settings, str(Path(datamodule.root) / "index.json"), only)
         models = _ShardModels(
             datamodule.root, datamodule.text_encoder_path, datamodule.vae_path, datamodule.backbone
         )
@@ -365,7 +419,7 @@ def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
         cache = True
     else:
         models = _Fixed(datamodule.codec(), datamodule.text_encoder())
-    return CombinationTransform(settings, models, cmi=cmi, cmi_file=cmi_file, cache=cache)
+    return CombinationTransform(settings, models, cmi=cmi, cmi_file=cmi_source, cache=cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +440,7 @@ def precompute_combinations(
     num_combinations: int = DEFAULT_K,
     signal: str = "mask",
     seed: int = 0,
-    max_objects: int = DEFAULT_MAX_OBJECTS,
+    max_objects: int | None = DEFAULT_MAX_OBJECTS,
     out: str | Path | None = None,
     device: str = "cpu",
     vae_kind: str | None = None,
@@ -472,7 +526,9 @@ def precompute_combinations(
                 try:
                     with safe_open(str(target), framework="pt") as fh:
                         names = set(fh.keys())
-                    have = all(f"{k}/extra/{MASK_LATENTS}" in names and f"{k}/extra/{MEMBERS}" in names for k in keys)
+                    have = all(
+                        f"{k}/extra/{MASK_LATENTS}" in names and f"{k}/extra/{MEMBERS}" in names for k in keys
+                    )
                 except Exception:
                     have = False
             if have:
@@ -485,19 +541,29 @@ def precompute_combinations(
                     regions = sample.regions
                     if regions is None or regions.masks.shape[0] == 0:
                         raise DataError(f"{src / shard['annotations']}: " + str(_no_regions_error(key)))
-                    combos = sample_combinations(key, regions.masks.shape[0], num_combinations, max_objects, seed)
+                    combos = sample_combinations(
+                        key, regions.masks.shape[0], num_combinations, max_objects, seed
+                    )
                     extras = compute_combination_extras(sample, combos, codec, text, signal)
                     for name in STORED_EXTRAS:
                         tensors[f"{key}/extra/{name}"] = extras[name]
                     bar.advance(task)
                 tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), {"format": "vidgen-shards", "version": "1"})
+                save_file(
+                    {k: v.contiguous() for k, v in tensors.items()},
+                    str(tmp),
+                    {"format": "vidgen-shards", "version": "1"},
+                )
                 os.replace(tmp, target)
                 written += len(keys)
             if not in_place:
                 shutil.copyfile(src / shard["annotations"], dst / shard["annotations"])
                 done_shards.append(shard)
-                partial = {**meta, "shards": done_shards, "num_samples": sum(len(s["keys"]) for s in done_shards)}
+                partial = {
+                    **meta,
+                    "shards": done_shards,
+                    "num_samples": sum(len(s["keys"]) for s in done_shards),
+                }
                 _atomic_json(dst / INDEX_FILE, partial)
             if have:
                 bar.advance(task, len(keys))

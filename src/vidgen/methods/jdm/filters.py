@@ -5,32 +5,31 @@ Objects are the ``regions`` of a clip (one mask per frame + a regional caption).
 caption normalised (lower case, punctuation and a leading article removed): two objects captioned
 "a man" are the same type.
 
-Rules, applied in this order; each clip / object is counted under the **first** rule that removes
-it (the "removed" columns add up), and each rule also reports how many it would flag on its own
-("flagged", on the unfiltered input):
+Rules, in A.6's order (same type, then small objects, then the object count on what is left);
+each clip / object is counted under the **first** rule that removes it (the "removed" columns add
+up), and each rule also reports how many it would flag on its own ("flagged", on the unfiltered input):
 
 ================== ====== ===========================================================================
 rule               level  removes
 ================== ====== ===========================================================================
-``same_type``      clip   clips with more than ``max_per_type`` (2) objects of one type (A.6: "a man"
-                          would be ambiguous)
-``too_many``       clip   clips with more than ``max_objects`` (10) detected objects (A.2 (3))
+``same_type``      clip   clips with more than ``max_per_type`` (2) objects of one type (A.6, first)
 ``truncated``      object masks that touch the frame border (within ``border_margin`` pixels) in any
                           frame: cut by the frame boundary (A.2 (1))
-``too_small``      object area < ``min_area`` (0.1)  (A.2 (2), A.6)
+``too_small``      object area < ``min_area`` (0.1)  (A.2 (2), A.6, second)
 ``too_large``      object area >= ``max_area`` (0.6) (A.2 (2))
-``fragmented``     object disconnected / fragmented masks (A.2 (4)), see below
-``too_few``        clip   clips left with fewer than ``min_objects`` (2) objects (A.6: 2..10 objects)
+``fragmented``     object visible frames not one contiguous run (A.2 (4) "disconnected ... across
+                          frames"; ``allow_gaps`` turns it off); a spatial share outside the largest
+                          component above ``fragment_threshold`` only when that knob is set (the
+                          paper gives no threshold: off by default)
+``too_many``       clip   clips left with more than ``max_objects`` (10) objects (A.6, third)
+``too_few``        clip   clips left with fewer than ``min_objects`` (2) objects (A.6, third)
 ================== ====== ===========================================================================
 
-- **area**: the mask's share of the whole clip volume, ``mask.sum() / (F * H * W)`` ("each object
-  must occupy at least 10% of the video region").
-- **fragmentation**: per frame, the share of the mask's pixels outside its largest 8-connected
-  component, ``1 - largest / area``; an object is fragmented when that share exceeds
-  ``fragment_threshold`` (0.1) in any frame (spatially fragmented), or -- unless
-  ``allow_gaps`` -- when its visible frames are not one contiguous run (it vanishes and
-  reappears: disconnected across frames). Connected components are computed exactly on the
-  full-resolution mask from its row runs (union-find over overlapping runs of adjacent rows).
+- **area** (``area_mode``): ``frame`` (default) = the mean over the frames in which the object is
+  visible of its share of the frame ("each object must occupy at least 10% of the video region",
+  read per frame); ``volume`` = its share of the whole clip, ``mask.sum() / (F * H * W)``.
+- **spatial fragmentation**: per frame, ``1 - largest / area`` over 8-connected components,
+  computed exactly on the full-resolution mask (union-find over overlapping row runs).
 """
 
 from __future__ import annotations
@@ -49,33 +48,37 @@ from vidgen.errors import ConfigError, DataError
 FORMAT = "vidgen-jdm-filter"
 RULES: tuple[tuple[str, str, str], ...] = (
     ("same_type", "clip", "more than {max_per_type} objects of one type"),
-    ("too_many", "clip", "more than {max_objects} objects"),
     ("truncated", "object", "mask touches the frame border (margin {border_margin} px)"),
-    ("too_small", "object", "area < {min_area}"),
-    ("too_large", "object", "area >= {max_area}"),
-    ("fragmented", "object", "fragment share > {fragment_threshold}{gaps}"),
+    ("too_small", "object", "{area_mode} area < {min_area}"),
+    ("too_large", "object", "{area_mode} area >= {max_area}"),
+    ("fragmented", "object", "{fragments}"),
+    ("too_many", "clip", "more than {max_objects} objects left"),
     ("too_few", "clip", "fewer than {min_objects} objects left"),
 )
+AREA_MODES = ("frame", "volume")
 
 
 @dataclass(frozen=True)
 class FilterSettings:
     min_area: float = 0.1
     max_area: float = 0.6
-    fragment_threshold: float = 0.1
+    fragment_threshold: float | None = None  # not in the paper: off unless set
     max_per_type: int = 2
     min_objects: int = 2
     max_objects: int = 10
     border_margin: int = 0
     allow_gaps: bool = False
+    area_mode: str = "frame"
 
     def __post_init__(self) -> None:
+        if self.area_mode not in AREA_MODES:
+            raise ConfigError(f"--area-mode={self.area_mode!r}: use one of {', '.join(AREA_MODES)}")
         if not 0 <= self.min_area < self.max_area <= 1:
             raise ConfigError(
                 f"--min-area={self.min_area} / --max-area={self.max_area}: need 0 <= min-area < max-area <= 1 "
                 "(fractions of the clip volume)"
             )
-        if not 0 <= self.fragment_threshold < 1:
+        if self.fragment_threshold is not None and not 0 <= self.fragment_threshold < 1:
             raise ConfigError(f"--fragment-threshold={self.fragment_threshold} must be in [0, 1)")
         if self.min_objects < 0 or self.max_objects < max(1, self.min_objects) or self.max_per_type < 1:
             raise ConfigError(
@@ -167,9 +170,16 @@ def touches_border(masks: np.ndarray, margin: int = 0) -> bool:
     return bool(m[:, :k].any() or m[:, -k:].any() or m[:, :, :k].any() or m[:, :, -k:].any())
 
 
-def area_fraction(masks: np.ndarray) -> float:
+def area_fraction(masks: np.ndarray, mode: str = "frame") -> float:
+    """``frame``: mean over visible frames of the frame share; ``volume``: share of the whole clip."""
     m = np.asarray(masks, dtype=bool)
-    return float(m.mean()) if m.size else 0.0
+    if not m.size:
+        return 0.0
+    if mode == "volume":
+        return float(m.mean())
+    per_frame = m.reshape(len(m), -1).mean(axis=1)  # [F]
+    visible = per_frame > 0
+    return float(per_frame[visible].mean()) if visible.any() else 0.0
 
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+")
@@ -220,8 +230,8 @@ class FilterResult:
 
 
 def object_flags(obj: ObjectAnn, s: FilterSettings) -> dict[str, bool]:
-    area = area_fraction(obj.masks)
-    fragmented = fragment_share(obj.masks) > s.fragment_threshold
+    area = area_fraction(obj.masks, s.area_mode)
+    fragmented = s.fragment_threshold is not None and fragment_share(obj.masks) > s.fragment_threshold
     if not s.allow_gaps and visible_runs(obj.masks) > 1:
         fragmented = True
     return {
@@ -234,9 +244,19 @@ def object_flags(obj: ObjectAnn, s: FilterSettings) -> dict[str, bool]:
 
 def apply_filters(clips: Iterable[ClipAnn], settings: FilterSettings | None = None) -> FilterResult:
     s = settings or FilterSettings()
-    fmt = {**asdict(s), "gaps": "" if s.allow_gaps else " or gaps between visible frames"}
+    parts = [] if s.allow_gaps else ["gaps between visible frames"]
+    if s.fragment_threshold is not None:
+        parts.append(f"fragment share > {s.fragment_threshold}")
+    fmt = {**asdict(s), "fragments": " or ".join(parts) or "off"}
     rows = [
-        {"rule": r, "level": lvl, "description": d.format(**fmt), "clips_removed": 0, "objects_removed": 0, "flagged": 0}
+        {
+            "rule": r,
+            "level": lvl,
+            "description": d.format(**fmt),
+            "clips_removed": 0,
+            "objects_removed": 0,
+            "flagged": 0,
+        }
         for r, lvl, d in RULES
     ]
     by = {r["rule"]: r for r in rows}
@@ -249,29 +269,30 @@ def apply_filters(clips: Iterable[ClipAnn], settings: FilterSettings | None = No
         for o in clip.objects:
             counts[o.type] = counts.get(o.type, 0) + 1
         same_type = any(c > s.max_per_type for c in counts.values())
-        too_many = n > s.max_objects
         flags = [object_flags(o, s) for o in clip.objects]
         by["same_type"]["flagged"] += int(same_type)
-        by["too_many"]["flagged"] += int(too_many)
+        by["too_many"]["flagged"] += int(n > s.max_objects)
         by["too_few"]["flagged"] += int(n < s.min_objects)
         for f in flags:
             for name, hit in f.items():
                 by[name]["flagged"] += int(hit)
-        if same_type or too_many:
-            row = by["same_type" if same_type else "too_many"]
-            row["clips_removed"] += 1
-            row["objects_removed"] += n
+        if same_type:
+            by["same_type"]["clips_removed"] += 1
+            by["same_type"]["objects_removed"] += n
             continue
         kept = []
         for i, f in enumerate(flags):
-            first = next((name for name in ("truncated", "too_small", "too_large", "fragmented") if f[name]), None)
+            first = next(
+                (name for name in ("truncated", "too_small", "too_large", "fragmented") if f[name]), None
+            )
             if first is None:
                 kept.append(i)
             else:
                 by[first]["objects_removed"] += 1
-        if len(kept) < s.min_objects:
-            by["too_few"]["clips_removed"] += 1
-            by["too_few"]["objects_removed"] += len(kept)
+        if not s.min_objects <= len(kept) <= s.max_objects:  # A.6: the count after small objects are gone
+            row = by["too_many" if len(kept) > s.max_objects else "too_few"]
+            row["clips_removed"] += 1
+            row["objects_removed"] += len(kept)
             continue
         result.kept.append({"key": clip.key, "regions": kept})
     return result
@@ -291,7 +312,9 @@ def _decode(rles: list, frames: int, size: tuple[int, int], where: str) -> np.nd
         try:
             out[f] = np.asarray(rle.decode(r), dtype=bool)
         except (rle.RLEError, ValueError) as exc:
-            raise DataError(f"{where}: mask_rle[frame {f}]: corrupt RLE ({exc}). Fix: re-export the masks.") from exc
+            raise DataError(
+                f"{where}: mask_rle[frame {f}]: corrupt RLE ({exc}). Fix: re-export the masks."
+            ) from exc
     return out
 
 
@@ -342,7 +365,7 @@ def keep_regions(sample, indices: list[int]):
     regions = sample.regions
     if regions is not None:
         idx = list(indices)
-        pick = (lambda t: None if t is None else t[idx])  # noqa: E731
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
         regions = replace(
             regions,
             masks=regions.masks[idx],
@@ -354,7 +377,9 @@ def keep_regions(sample, indices: list[int]):
     return replace(sample, regions=regions, extras=extras)
 
 
-def write_filtered(src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256) -> int:
+def write_filtered(
+    src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256
+) -> int:
     """Write the kept clips, with their kept regions only, as a new shard dataset at ``dst``.
 
     Resumable (clips already in ``dst`` are skipped). Combinations (`vidgen jdm combos`), CMI and
@@ -388,13 +413,31 @@ def render_table(result: FilterResult):
     from rich.table import Table
 
     table = Table(title="vidgen jdm filter")
-    for col, just in (("rule", "left"), ("level", "left"), ("removes", "left"), ("clips removed", "right"),
-                      ("objects removed", "right"), ("flagged alone", "right")):
+    for col, just in (
+        ("rule", "left"),
+        ("level", "left"),
+        ("removes", "left"),
+        ("clips removed", "right"),
+        ("objects removed", "right"),
+        ("flagged alone", "right"),
+    ):
         table.add_column(col, justify=just)
     for r in result.rows:
-        table.add_row(r["rule"], r["level"], r["description"], str(r["clips_removed"]), str(r["objects_removed"]),
-                      str(r["flagged"]))
+        table.add_row(
+            r["rule"],
+            r["level"],
+            r["description"],
+            str(r["clips_removed"]),
+            str(r["objects_removed"]),
+            str(r["flagged"]),
+        )
     table.add_section()
-    table.add_row("kept", "", f"of {result.clips_in} clips / {result.objects_in} objects", str(result.clips_kept),
-                  str(result.objects_kept), "")
+    table.add_row(
+        "kept",
+        "",
+        f"of {result.clips_in} clips / {result.objects_in} objects",
+        str(result.clips_kept),
+        str(result.objects_kept),
+        "",
+    )
     return table

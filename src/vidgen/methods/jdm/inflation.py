@@ -56,7 +56,9 @@ def _grow(weight: Tensor, dim: int, channels: int, added: int, insert_at: int, c
     """
     size = weight.shape[dim]
     if size % channels:
-        raise ConfigError(f"cannot inflate: dimension {dim} of size {size} is not a multiple of {channels} channels")
+        raise ConfigError(
+            f"cannot inflate: dimension {dim} of size {size} is not a multiple of {channels} channels"
+        )
     patch = size // channels
     w = weight.movedim(dim, 0)
     rest = w.shape[1:]
@@ -77,7 +79,9 @@ def _replace(module: nn.Module, name: str, value: Tensor | None) -> None:
     setattr(module, name, nn.Parameter(value, requires_grad=old.requires_grad))
 
 
-def inflate_input(layer: nn.Module, channels: int, added: int, insert_at: int, channels_last: bool = False) -> None:
+def inflate_input(
+    layer: nn.Module, channels: int, added: int, insert_at: int, channels_last: bool = False
+) -> None:
     """Grow the input channels of ``layer`` from ``channels`` to ``channels + added`` (zero weights)."""
     if isinstance(layer, _CONV):
         if layer.groups != 1:
@@ -104,7 +108,9 @@ def inflate_output(layer: nn.Module, channels: int, added: int, channels_last: b
             _replace(layer, "bias", _grow(layer.bias.data, 0, channels, added, channels, channels_last))
         layer.out_features = layer.weight.shape[0]
     else:
-        raise ConfigError(f"cannot inflate the output projection {type(layer).__name__}: use Conv*d or Linear")
+        raise ConfigError(
+            f"cannot inflate the output projection {type(layer).__name__}: use Conv*d or Linear"
+        )
 
 
 def _set_config(model: nn.Module, **values: int) -> None:
@@ -153,7 +159,9 @@ def inflate(backbone: Backbone, signal_channels: int | None = None) -> Backbone:
             f"pretrained {c_in}/{c_out} (to inflate) or the inflated {c_in + added}/{c_out + added}"
         )
     model = backbone.model
-    inflate_input(model.get_submodule(spec.input_proj), c_in, added, insert_at=c, channels_last=spec.proj_channels_last)
+    inflate_input(
+        model.get_submodule(spec.input_proj), c_in, added, insert_at=c, channels_last=spec.proj_channels_last
+    )
     inflate_output(model.get_submodule(spec.output_proj), c_out, added, channels_last=spec.proj_channels_last)
     _set_config(model, in_channels=c_in + added, out_channels=c_out + added)
     return backbone

@@ -3,10 +3,11 @@
     w' = w * exp(-alpha * I_bar)                         (w = alpha = 1.0 in the paper)
     L  = (1 - w') * L_diff + w' * L_fine                 (Eq. 13)
 
-``I_bar`` is the clip's average conditional mutual information of its regional-caption pairs
-(precomputed by ``vidgen jdm cmi``; 0 without a CMI table, so w' = w). A mutual information is
-non-negative, but the InfoNCE-style estimate of Eq. 12 can come out slightly negative; it is
-clamped at 0 so w' stays in [0, w] and (1 - w') never turns negative.
+``I_bar`` is the clip's average conditional mutual information of its regional-caption pairs,
+read from the data (``vidgen jdm cmi`` -> ``<data.root>/jdm_cmi.json``; the shapes world's
+stand-in, ``cmi_shapes``); ``method.dynamic_weighting=false`` sets w' = w for every clip. A mutual
+information is non-negative, but the estimate of Eq. 12 can come out negative; it is clamped at 0
+so w' stays in [0, w] and (1 - w') never turns negative.
 
 Estimators of the per-sample loss (``method.estimator``):
 

@@ -1,50 +1,10 @@
 """JDMModule: joint video + regional-signal denoising (JDM Sec. 3.2-3.3, Eq. 10-13).
 
-Model
-    The registry backbone with its input patchify and output projection inflated C -> 2C
-    (``inflation.inflate``; new weights zero, so step 0 reproduces the pretrained video
-    prediction). The denoiser reads and writes ``[video C | signal C]``; the signal is the
-    regional mask (default), or regional HED / depth (``method.signal``, Table 5), encoded by the
-    data's VAE / codec like video (by the combination sampler, ``combinations.make_transform``).
-
-Joint noising (Eq. 10-11)
-    ``x_t = noise(x0, eps_x, t)`` and ``m_t = noise(m0, eps_m, t)`` with the backbone's own
-    schedule and objective (CogVideoX v, ModelScope eps, Wan flow), with **independent noise**
-    ``eps_x``, ``eps_m`` ("noise is added to both the mask and the input video (sampling
-    independently)", Sec. 3.3) and **one shared timestep** t per sample: Eq. 10 is a single
-    Gaussian with one ``alpha_bar_t`` over the pair (x0, m0), and at sampling time the pair is one
-    latent denoised with one schedule, so the network only ever sees (x_t, m_t) at equal noise
-    levels. The loss is the objective's MSE over all 2C channels, i.e. the mean of the video and
-    the signal terms (equal sizes); both halves are logged (``train/loss_video``, ``train/loss_mask``).
-
-The two terms of Eq. 13 (per sample; combinations come from ``batch.extras``)
-    - ``L_diff``: the standard objective on the **global caption** (``batch.text_embeds``), with the
-      signal channels carrying combination 0, the **"all objects" signal** (union of every region
-      mask, which pairs with the global caption, as y = concat(y^1..y^n) pairs with the union of
-      m^1..m^n). So L_diff trains p(x, m_all | y): exactly what is sampled at inference (prompt ->
-      video + all-objects mask) and what ``evaluate`` scores.
-    - ``L_fine`` (Eq. 11): a random combination k in 1..K-1 (drawn per sample) with its regional
-      prompt (the concatenated regional captions) and its signal latents. With K = 1 there is no
-      regional combination and L_fine falls back to combination 0 (= L_diff).
-    - ``w' = w exp(-alpha I_bar)`` per sample (``loss_weighting.dynamic_weight``; ``jdm/cmi`` = 0
-      without a CMI table, so w' = w = 1 and training is all L_fine, as in the paper's default).
-    - ``method.estimator``: ``two_pass`` evaluates both terms every step (two forwards, exact
-      ``(1 - w') L_diff + w' L_fine``, with the same noise, t and caption dropout for both terms);
-      ``one_pass`` (default) draws u ~ U[0, 1) per sample and evaluates L_fine if u < w', else
-      L_diff: one forward, unbiased for the two-pass loss (test: the mean over many u equals it).
-    Caption dropout (``train.cfg_dropout``, for CFG) replaces the chosen prompt by the empty one;
-    the signal channels keep their combination's signal.
-
-All randomness of a step (both noises, t, k, dropout, u) is drawn from ``self.step_generator``
-in a fixed order (``draw``), so a resumed run reproduces an uninterrupted one exactly.
-
-Sampling and evaluation
-    ``latent_shape`` has 2C channels; ``decode_sample`` decodes both halves with the data's codec,
-    binarises the mask (``method.mask_threshold`` on the RGB mean of the decoded signal) and puts
-    video | mask side by side ([B, 3, F, H, 2W]), so ``vidgen sample`` writes both. ``evaluate``
-    generates ``method.eval_samples`` clips jointly from their combination-0 (global) caption with
-    ``method.eval_steps`` sampler steps and CFG, and scores the binarised mask against the ground
-    truth ``jdm/masks[0]`` (``eval/mask_iou``, ``eval/mask_f1``, ``eval/mask_pixel_acc``).
+The backbone's input/output projections are inflated C -> 2C (``inflation.inflate``, zero-init);
+video and signal get independent noise and one shared timestep (Eq. 10). Per sample,
+L = (1 - w') L_diff + w' L_fine (Eq. 13) with w' = w exp(-alpha Ī) (``loss_weighting``), estimated
+with one forward (``one_pass``) or two (``two_pass``). ``evaluate`` is Table 3's protocol
+(``evaluation``). Equation -> code map and the choices where the paper is silent: docs/methods/jdm.md.
 """
 
 from __future__ import annotations
@@ -54,14 +14,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample
 from vidgen.errors import ConfigError
-from vidgen.eval.mask_metrics import binarize, mask_metrics, resize_masks
+from vidgen.eval.mask_metrics import binarize
 from vidgen.methods.base import DiffusionModule
+from vidgen.methods.jdm import evaluation
+from vidgen.methods.jdm.fresh_combinations import check_sampling, draw_subset, encode_subsets, region_counts
 from vidgen.methods.jdm.inflation import inflate
 from vidgen.methods.jdm.loss_weighting import check_estimator, choose_fine, dynamic_weight, two_pass_loss
 
@@ -74,6 +36,49 @@ CMI = "jdm/cmi"  # [B]
 TRAIN_KEYS = (MASK_LATENTS, CAPTION_EMBEDS, CAPTION_MASK)
 
 
+L_DIFF = ("video", "joint")
+COMBINATIONS = ("fresh", "pool")
+
+
+@dataclass(frozen=True)
+class JDMConfig:
+    """``cfg.method`` of JDM, parsed once (defaults live in conf/method/jdm.yaml only)."""
+
+    name: str
+    signal: str  # mask | hed | depth (Table 5)
+    combinations: (
+        str  # fresh: a new subset every step (Fig. 2) | pool: K fixed per clip (faster, less diverse)
+    )
+    subset_sampling: str  # fresh: uniform over all non-empty subsets | size_first
+    num_combinations: int  # pool: K per clip (combination 0 = all objects + global caption)
+    max_objects_per_combination: int | None  # cap on a subset's size; None: no cap (paper)
+    loss_w: float  # w of w' = w exp(-alpha Ī) (Sec. 3.3: 1.0)
+    loss_alpha: float  # alpha (Sec. 3.3: 1.0)
+    dynamic_weighting: bool  # False: w' = w for every sample (ablation knob; the paper weights by Ī)
+    l_diff: str  # video: Eq. 3 on the video channels (paper) | joint: video + all-objects signal
+    estimator: str  # one_pass | two_pass
+    cmi_file: str | None  # Ī file; null: the data's (shards: <data.root>/jdm_cmi.json; shapes: stand-in)
+    eval_samples: int | None  # Table 3 prompts; None: 100 of eval_prompts (paper), else 4 data captions
+    eval_prompts: str | None  # prompt file, one per line; null: the data's global captions
+    eval_steps: int | None  # sampler steps; null: sample.steps (50 in the paper's experiments)
+    eval_reference_masks: str | None  # external segmentations of the generated videos (real data)
+    eval_videos: str | None  # write the generated videos + masks here (input of the external segmenter)
+    mask_threshold: float  # binarise the decoded mask: RGB mean > threshold
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise ConfigError(f"method.signal={self.signal!r} is not valid; use one of {', '.join(SIGNALS)}")
+        if self.l_diff not in L_DIFF:
+            raise ConfigError(f"method.l_diff={self.l_diff!r} is not valid; use one of {', '.join(L_DIFF)}")
+        check_estimator(self.estimator)
+        check_sampling(self.subset_sampling)
+        if self.combinations not in COMBINATIONS:
+            raise ConfigError(
+                f"method.combinations={self.combinations!r} is not valid; use one of {', '.join(COMBINATIONS)}"
+            )
+        dynamic_weight(torch.zeros(1), self.loss_w, self.loss_alpha)  # validates w and alpha
+
+
 @dataclass
 class JointDraw:
     """The randomness of one JDM training step (drawn in this order from the step generator)."""
@@ -83,6 +88,7 @@ class JointDraw:
     k: Tensor  # [B] long: the regional combination of L_fine (1..K-1; 0 when K = 1)
     drop: Tensor  # [B] bool: caption replaced by the empty prompt
     u: Tensor  # [B] in [0, 1): the one-pass estimator's choice (fine when u < w')
+    subsets: list[tuple[int, ...]] | None = None  # combinations=fresh: L_fine's regions per sample
 
 
 class JDMModule(DiffusionModule):
@@ -90,15 +96,15 @@ class JDMModule(DiffusionModule):
 
     def __init__(self, cfg: DictConfig | dict, model: nn.Module | None = None):
         super().__init__(cfg, model)
-        m = self.cfg.method
-        self.signal = str(m.get("signal", "mask"))
-        if self.signal not in SIGNALS:
-            raise ConfigError(f"method.signal={self.signal!r} is not valid; use one of {', '.join(SIGNALS)}")
-        self.estimator = check_estimator(str(m.get("estimator", "one_pass")))
-        self.loss_w = float(m.get("loss_w", 1.0))
-        self.loss_alpha = float(m.get("loss_alpha", 1.0))
-        dynamic_weight(torch.zeros(1), self.loss_w, self.loss_alpha)  # validates w and alpha
-        self.mask_threshold = float(m.get("mask_threshold", 0.0))
+        try:
+            self.hp = JDMConfig(**OmegaConf.to_container(self.cfg.method, resolve=True))
+        except TypeError as err:
+            raise ConfigError(f"method=jdm: {err} (the keys are those of conf/method/jdm.yaml)") from None
+        self.signal, self.estimator, self.mask_threshold = (
+            self.hp.signal,
+            self.hp.estimator,
+            self.hp.mask_threshold,
+        )
 
     # ----------------------------------------------------------------------------- model
     @classmethod
@@ -107,7 +113,14 @@ class JDMModule(DiffusionModule):
 
     @classmethod
     def example_inputs(
-        cls, spec: BackboneSpec, size: str, frames: int, height: int, width: int, model: nn.Module, batch: int = 1
+        cls,
+        spec: BackboneSpec,
+        size: str,
+        frames: int,
+        height: int,
+        width: int,
+        model: nn.Module,
+        batch: int = 1,
     ) -> dict[str, Tensor]:
         """As the base, with as many latent channels as ``model`` reads (2C inflated, C plain)."""
         inputs = super().example_inputs(spec, size, frames, height, width, model=model, batch=batch)
@@ -167,10 +180,18 @@ class JDMModule(DiffusionModule):
         return batch.extras[MASK_LATENTS], batch.extras[CAPTION_EMBEDS], batch.extras[CAPTION_MASK]
 
     def w_prime(self, batch: VideoBatch) -> Tensor:
+        """w' per sample [B]: w exp(-alpha Ī) from the data's CMI; w without dynamic weighting."""
+        if not self.hp.dynamic_weighting:
+            return torch.full((len(batch),), float(self.hp.loss_w), device=batch.latents.device)
         cmi = batch.extras.get(CMI)
         if cmi is None:
-            cmi = torch.zeros(len(batch))
-        return dynamic_weight(cmi.reshape(len(batch)), self.loss_w, self.loss_alpha).to(batch.latents.device)
+            raise ConfigError(
+                "method=jdm: the batch has no jdm/cmi; compute it with `vidgen jdm cmi --data ROOT ...`, or set "
+                "method.dynamic_weighting=false"
+            )
+        return dynamic_weight(cmi.reshape(len(batch)), self.hp.loss_w, self.hp.loss_alpha).to(
+            batch.latents.device
+        )
 
     def draw(self, batch: VideoBatch, gen: torch.Generator) -> JointDraw:
         x0 = batch.latents
@@ -186,18 +207,47 @@ class JDMModule(DiffusionModule):
             k = torch.zeros(b, dtype=torch.long, device=dev)
         drop = torch.rand(b, generator=gen, device=dev) < float(self.cfg.train.cfg_dropout)
         u = torch.rand(b, generator=gen, device=dev)
+        subsets = None
+        if self.hp.combinations == "fresh":  # a CPU generator seeded from the step's: (seed, step, rank)
+            cpu = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen, device=dev)))
+            cap, law = self.hp.max_objects_per_combination, self.hp.subset_sampling
+            subsets = [draw_subset(n, cpu, cap, law) for n in region_counts(batch)]
         to = x0.device
-        return JointDraw(noise.to(to), t.to(to), k.to(to), drop.to(to), u.to(to))
+        return JointDraw(noise.to(to), t.to(to), k.to(to), drop.to(to), u.to(to), subsets)
+
+    def use_data(self, datamodule) -> None:
+        """The data whose codec / text encoder encode fresh combinations (default: the trainer's)."""
+        self._data, self._encoders = datamodule, None
+
+    def fine_inputs(self, batch: VideoBatch, d: JointDraw, fine: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """L_fine's signal latents [B, C, ...], prompt [B, L, D] and mask [B, L] (rows where ``fine``)."""
+        mask_latents, cap_embeds, cap_mask = self._extras(batch)
+        if d.subsets is None:  # pool: combination k of the clip's K
+            rows = torch.arange(len(batch), device=batch.latents.device)
+            return mask_latents[rows, d.k], cap_embeds[rows, d.k], cap_mask[rows, d.k].bool()
+        if getattr(self, "_encoders", None) is None:
+            data = getattr(self, "_data", None) or self.trainer.datamodule
+            self._encoders = (data.codec(), data.text_encoder())
+        codec, text = self._encoders
+        wanted = [s if f else None for s, f in zip(d.subsets, fine.tolist())]
+        return encode_subsets(batch, wanted, codec, text, self.signal)
 
     def joint_loss(self, batch: VideoBatch, d: JointDraw, fine: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-sample loss [B] of one forward: sample i uses L_fine's inputs where ``fine[i]``, else L_diff's."""
-        mask_latents, cap_embeds, cap_mask = self._extras(batch)
-        b = len(batch)
-        rows = torch.arange(b, device=batch.latents.device)
-        combo = torch.where(fine, d.k, torch.zeros_like(d.k))
-        m0 = mask_latents[rows, combo].to(batch.latents.dtype)
-        text = torch.where(fine[:, None, None], cap_embeds[rows, d.k].to(batch.text_embeds.dtype), batch.text_embeds)
-        tmask = torch.where(fine[:, None], cap_mask[rows, d.k].bool(), batch.text_mask.bool())
+        """Per-sample loss [B] of one forward: sample i uses L_fine's inputs where ``fine[i]``, else L_diff's.
+
+        L_fine (Eq. 11): a combination's regional prompt and signal (``combinations=fresh``: the step's
+        subset, encoded now; ``pool``: combination k of the clip's K), MSE over all 2C channels.
+        L_diff (Eq. 3): the global caption; with ``l_diff=video`` (default) the MSE covers the video
+        channels only, while the signal input channels still hold the noised all-objects signal
+        (combination 0, at the same t): the inflated network always reads 2C channels, and at
+        sampling time those channels carry the jointly generated all-objects mask, so L_diff sees
+        the input distribution of inference. ``l_diff=joint`` also scores the signal channels.
+        """
+        mask_latents = self._extras(batch)[0]
+        fine_m0, fine_text, fine_mask = self.fine_inputs(batch, d, fine)
+        m0 = torch.where(fine[:, None, None, None, None], fine_m0, mask_latents[:, 0]).to(batch.latents.dtype)
+        text = torch.where(fine[:, None, None], fine_text.to(batch.text_embeds.dtype), batch.text_embeds)
+        tmask = torch.where(fine[:, None], fine_mask, batch.text_mask.bool())
         keep = ~d.drop
         text = torch.where(keep[:, None, None], text, self.null_text_embeds.to(text.dtype)[None])
         tmask = torch.where(keep[:, None], tmask, self.null_text_mask[None])
@@ -206,10 +256,19 @@ class JDMModule(DiffusionModule):
         pred = self.denoise(x_t, d.t, text, tmask, batch)
         per = self.objective.loss(pred.float(), x0.float(), d.noise.float(), x_t.float(), d.t)
         c = self.channels
+        if self.hp.l_diff == "video":  # Eq. 3: L_diff is the standard video-only objective
+            video = self.objective.loss(
+                pred[:, :c].float(), x0[:, :c].float(), d.noise[:, :c].float(), None, d.t
+            )
+            per = torch.where(fine, per, video)
         with torch.no_grad():
             parts = {
-                "loss_video": self.objective.loss(pred[:, :c].float(), x0[:, :c].float(), d.noise[:, :c].float(), None, d.t),
-                "loss_mask": self.objective.loss(pred[:, c:].float(), x0[:, c:].float(), d.noise[:, c:].float(), None, d.t),
+                "loss_video": self.objective.loss(
+                    pred[:, :c].float(), x0[:, :c].float(), d.noise[:, :c].float(), None, d.t
+                ),
+                "loss_mask": self.objective.loss(
+                    pred[:, c:].float(), x0[:, c:].float(), d.noise[:, c:].float(), None, d.t
+                ),
             }
         return per, parts
 
@@ -219,7 +278,9 @@ class JDMModule(DiffusionModule):
         b = len(batch)
         logs: dict[str, Tensor] = {"w_prime": w_prime.mean()}
         if self.estimator == "two_pass":
-            l_diff, p_diff = self.joint_loss(batch, d, torch.zeros(b, dtype=torch.bool, device=w_prime.device))
+            l_diff, p_diff = self.joint_loss(
+                batch, d, torch.zeros(b, dtype=torch.bool, device=w_prime.device)
+            )
             l_fine, p_fine = self.joint_loss(batch, d, torch.ones(b, dtype=torch.bool, device=w_prime.device))
             per = two_pass_loss(l_diff, l_fine, w_prime)
             logs.update(loss_diff=l_diff.detach().mean(), loss_fine=l_fine.detach().mean())
@@ -242,53 +303,61 @@ class JDMModule(DiffusionModule):
         return per.mean(), logs
 
     # ----------------------------------------------------------------------------- evaluation
-    def _eval_samples(self, datamodule) -> list[VideoSample]:
-        n = int(self.cfg.method.get("eval_samples", 4))
-        if n <= 0:
-            return []
-        dataset = datamodule.val_dataset() if hasattr(datamodule, "val_dataset") else None
-        if dataset is None:
-            dataset = datamodule.dataset
-        return [dataset[i] for i in range(min(n, len(dataset)))]
+    def _dataset_samples(self, datamodule):
+        def take(n: int) -> list[VideoSample]:
+            dataset = datamodule.val_dataset() if hasattr(datamodule, "val_dataset") else None
+            if dataset is None:
+                dataset = datamodule.dataset
+            return [dataset[i] for i in range(min(n, len(dataset)))]
+
+        return take
 
     @torch.no_grad()
-    def generate_masks(self, samples: list[VideoSample], codec, steps: int) -> Tensor:
-        """Jointly generate from each sample's combination-0 (global) caption; bool masks [N, F, H, W]."""
-        c, f, h, w = samples[0].latents.shape
+    def generate_joint(
+        self, prompts: list[evaluation.EvalPrompt], shape, codec, steps: int
+    ) -> tuple[Tensor, Tensor]:
+        """Jointly generate from each prompt: videos [N, 3, F, H, W] in [-1, 1] and bool masks [N, F, H, W]."""
+        if self.spec.image_condition:
+            raise ConfigError(
+                f"method=jdm evaluation generates from text only; backbone {self.spec.name} needs an image"
+            )
         chunk = max(1, int(self.cfg.train.micro_batch_size or 1))
-        out = []
-        for start in range(0, len(samples), chunk):
-            part = samples[start : start + chunk]
-            embeds = torch.stack([s.extras[CAPTION_EMBEDS][0] for s in part]).to(self.device)
-            mask = torch.stack([s.extras[CAPTION_MASK][0] for s in part]).bool().to(self.device)
-            image = None
-            if self.spec.image_condition:
-                image = torch.stack([s.image_latents for s in part]).to(self.device)
+        videos, masks = [], []
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start : start + chunk]
             latents = self.generate(
-                embeds,
-                mask,
+                torch.stack([p.text_embeds for p in part]).to(self.device),
+                torch.stack([p.text_mask for p in part]).to(self.device),
                 self.null_text_embeds[None],
                 self.null_text_mask[None],
-                latent_shape=(2 * c, f, h, w),
+                latent_shape=shape,
                 steps=steps,
                 guidance=str(self.cfg.sample.guidance),
                 guidance_scale=float(self.cfg.sample.guidance_scale),
                 seed=int(self.cfg.seed) + start,
-                image_latents=image,
-            )
-            out.append(self.decode_signal(latents.cpu(), codec))
-        return torch.cat(out)
+                image_latents=None,
+            ).cpu()
+            videos.append(codec.decode(latents[:, : self.channels].float()).clamp(-1, 1))
+            masks.append(self.decode_signal(latents, codec))
+        return torch.cat(videos), torch.cat(masks)
 
     @torch.no_grad()
     def evaluate(self, datamodule) -> dict[str, float]:
-        """Mask IoU / F1 / pixel accuracy of jointly generated masks vs. ``jdm/masks[0]`` (mask signal only)."""
+        """Table 3 (mask signal only): ``mask_*`` vs. the generated video's segmentation, ``source_mask_*``
+        vs. the source clip's mask (``evaluation``)."""
         if self.signal != "mask":
-            return {}  # a regional HED / depth map has no binary ground truth to score against
-        samples = self._eval_samples(datamodule)
-        if not samples or any(MASKS not in s.extras for s in samples):
+            return {}  # a regional HED / depth map has no binary segmentation to score against
+        prompts = evaluation.eval_prompts(self.hp, datamodule, self._dataset_samples(datamodule))
+        if not prompts:
             return {}
-        pred = self.generate_masks(samples, datamodule.codec(), int(self.cfg.method.get("eval_steps", 10)))
-        target = torch.stack([s.extras[MASKS][0].bool() for s in samples])
-        pred = resize_masks(pred, tuple(target.shape[-2:]))
-        n = min(pred.shape[1], target.shape[1])
-        return mask_metrics(pred[:, :n], target[:, :n])
+        sample = self._dataset_samples(datamodule)(1)[0]
+        steps = int(self.hp.eval_steps if self.hp.eval_steps is not None else self.cfg.sample.steps)
+        shape = (2 * self.channels, *sample.latents.shape[1:])
+        videos, masks = self.generate_joint(prompts, shape, datamodule.codec(), steps)
+        if self.hp.eval_videos:
+            for p, v, m in zip(prompts, videos, masks):
+                evaluation.write_generated(self.hp.eval_videos, p.video_id, v, m)
+        from vidgen.data.shapes_datamodule import ShapesDataModule
+
+        shapes_world = isinstance(datamodule, ShapesDataModule)
+        return evaluation.score(prompts, videos, masks, self.hp.eval_reference_masks, shapes_world)
