@@ -32,6 +32,7 @@ from vidgen.runs import (
     prepare_run_dir,
     wandb_run_id,
 )
+from vidgen.schema.trainer import pass_through_kwargs
 from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
 
@@ -186,6 +187,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         num_sanity_val_steps=0,
         enable_model_summary=False,
         deterministic=bool(cfg.trainer.deterministic),
+        **pass_through_kwargs(cfg.trainer),  # the documented `+trainer.KEY=VALUE` Trainer arguments
     )
 
 
