@@ -83,6 +83,8 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             seed=int(d.seed),
             num_workers=int(d.num_workers),
             max_instances=int(d.max_instances),
+            backbone_size=size,
+            num_clips=d.get("num_clips"),
         )
     raise ConfigError(f"data={d.name}: no such data source. Valid values: shapes, shards")
 

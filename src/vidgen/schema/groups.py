@@ -29,6 +29,10 @@ class ShapesData(Section):
 class ShardsData(Section):
     name: Literal["shards"]
     root: Text = Field(description="the --out folder of `vidgen precompute`")
+    num_clips: int | None = Field(None, ge=1, description="an integer >= 1 (train on the first N samples), or null for all")
+    frames: int | None = Field(None, ge=1, description="an integer >= 1 (frames `vidgen sample` generates), or null")
+    height: int | None = Field(None, ge=1, description="an integer >= 1 (pixel height of samples), or null")
+    width: int | None = Field(None, ge=1, description="an integer >= 1 (pixel width of samples), or null")
     text_encoder: Text | None = Field(description="a local text-encoder folder, or null")
     vae: Text | None = Field(description="a local VAE folder, or null")
     max_instances: int = Field(ge=0, description="an integer >= 0")
