@@ -33,7 +33,9 @@ def test_weights_of_another_size_are_refused_naming_the_size_they_have(pipeline)
     assert f"is not {SPEC} at backbone.size=real" in msg
     assert f"num_layers=2 (backbone.size=real: {real['num_layers']})" in msg
     assert "Fix: set backbone.size=tiny (the size these weights have)" in msg
-    assert build_backbone(SPEC, size="tiny", weights=pipeline).model.config.num_layers == 2  # the right size loads
+    assert (
+        build_backbone(SPEC, size="tiny", weights=pipeline).model.config.num_layers == 2
+    )  # the right size loads
 
 
 @pytest.mark.parametrize("sub", ["vae", "vae/"])
@@ -45,4 +47,3 @@ def test_a_subfolder_of_another_model_is_refused(pipeline, sub):
     assert f"backbone.weights={weights!r} holds a AutoencoderKLCogVideoX" in msg
     assert "not the CogVideoXTransformer3DModel of backbone cogvideox-2b" in msg
     assert "its transformer/ subfolder" in msg
-

@@ -77,7 +77,10 @@ def test_zero_steps_is_valid():
         ("+optim.lrr=1e-3", "did you mean optim.lr?"),
         ("+trainer.gradient_clip_val=1", "did you mean train.grad_clip?"),
         ("+trainer.max_epochs=3", "use train.max_steps"),
-        ("+trainer.barebones=true", "passed through are: benchmark, detect_anomaly, profiler, sync_batchnorm"),
+        (
+            "+trainer.barebones=true",
+            "passed through are: benchmark, detect_anomaly, profiler, sync_batchnorm",
+        ),
     ],
 )
 def test_unknown_keys_are_refused_with_what_was_meant(override, meant):

@@ -69,18 +69,25 @@ def test_text_length_of_another_backbone_is_refused_before_training(tmp_path, ca
     spec = get_backbone(BACKBONE)
     want = spec.text_len_for("tiny")
     dm = ShardDataModule(root, backbone=BACKBONE, backbone_size="tiny")
-    with pytest.raises(DataError, match=rf"index.json: field text_len is {want - 1}, but backbone {BACKBONE} at "
-                       rf"backbone.size=tiny expects {want}\. Fix: precompute"):
+    with pytest.raises(
+        DataError,
+        match=rf"index.json: field text_len is {want - 1}, but backbone {BACKBONE} at "
+        rf"backbone.size=tiny expects {want}\. Fix: precompute",
+    ):
         dm.null_text()
     run_dir = tmp_path / "run"
-    rc = train_mod.main([*SMOKE, "data=shards", f"data.root={root}", "data.num_workers=0", f"run.dir={run_dir}"])
+    rc = train_mod.main(
+        [*SMOKE, "data=shards", f"data.root={root}", "data.num_workers=0", f"run.dir={run_dir}"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"field text_len is {want - 1}" in err and "Traceback" not in err
 
 
 def test_integer_latents_are_refused(tmp_path):
     root = write_shapes_shards(tmp_path / "ds", int_latents=3)
-    with pytest.raises(DataError, match=r"00001.safetensors: sample '.*': field latents: dtype I32, not a floating"):
+    with pytest.raises(
+        DataError, match=r"00001.safetensors: sample '.*': field latents: dtype I32, not a floating"
+    ):
         check_dataset(ShardDataset(root))
     with pytest.raises(DataError, match=r"field latents: latents have dtype torch.int32, not a floating"):
         ShardDataset(root)[3]  # the reader refuses them too (a dataset read without the check)
@@ -92,7 +99,9 @@ def test_index_paths_are_confined_to_the_dataset_root(shards, tmp_path, bad):
     index = json.loads((root / INDEX_FILE).read_text())
     index["shards"][0]["annotations"] = bad
     (root / INDEX_FILE).write_text(json.dumps(index))
-    with pytest.raises(DataError, match=r"field shards\[0\].annotations is .* not a path inside the dataset root"):
+    with pytest.raises(
+        DataError, match=r"field shards\[0\].annotations is .* not a path inside the dataset root"
+    ):
         ShardDataset(root)
 
 
@@ -103,7 +112,9 @@ def test_bad_sample_fails_the_run_before_workers_start(shards, tmp_path, capsys)
     anns[1]["instances"][0]["boxes"][0] = [0.1, 0.1, 1.5, 0.5]  # outside [0, 1]
     ann_file.write_text(json.dumps(anns))
     run_dir = tmp_path / "run"
-    rc = train_mod.main([*SMOKE, "data=shards", f"data.root={root}", "data.num_workers=2", f"run.dir={run_dir}"])
+    rc = train_mod.main(
+        [*SMOKE, "data=shards", f"data.root={root}", "data.num_workers=2", f"run.dir={run_dir}"]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert f"{ann_file}: sample '{anns[1]['key']}': field instances[0].boxes[frame 0]" in err

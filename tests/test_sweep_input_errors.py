@@ -36,8 +36,9 @@ def test_a_parameter_that_sets_the_run_folder_is_refused(param, spec):
     sweep = _sweep()
     sweep.config["parameters"] = {**sweep.parameters, param: spec}
     errors = validate(sweep, compose=False)
-    assert any("must not set run." in e and "every row would write to and resume one run folder" in e
-               for e in errors), errors
+    assert any(
+        "must not set run." in e and "every row would write to and resume one run folder" in e for e in errors
+    ), errors
 
 
 def test_a_command_without_a_module_is_an_error_and_a_warning_not_a_crash():

@@ -22,7 +22,9 @@ def _structural(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (
-        isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     )
 
 
@@ -42,7 +44,9 @@ def check_weights_config(spec: Any, folder: Path, weights: str, size: str) -> No
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
-        raise ConfigError(f"backbone.weights={weights!r}: {path} is unreadable ({e}); restore the weights folder") from None
+        raise ConfigError(
+            f"backbone.weights={weights!r}: {path} is unreadable ({e}); restore the weights folder"
+        ) from None
     if not isinstance(config, dict):
         raise ConfigError(f"backbone.weights={weights!r}: {path} is not a model config (a JSON object)")
     want_cls = spec.model_cls.__name__

@@ -18,6 +18,8 @@ class Run(Section):
     root: Text = Field(description="a folder; runs go to <run.root>/<exp>/<run.name>")
     name: Text | None = Field(description="a folder name, or null to derive it from the overrides")
     dir: Text | None = Field(description="a folder path, or null for <run.root>/<exp>/<run.name>")
+    # issue 8a (vidgen.run_config): optional until conf/train.yaml sets it
+    accept_config_changes: bool | None = Field(None, description="true or false (resume with changed keys)")
 
 
 class Objective(Section):
@@ -65,6 +67,9 @@ class Sample(Section):
     prompt: Text = Field(description="the text prompt")
     negative_prompt: Text = Field(description='the negative prompt ("" for none)')
     out: Text | None = Field(description="an output .mp4 path, or null for <run.dir>/samples/")
+    overwrite: bool | None = Field(
+        None, description="true or false (replace an existing out= file)"
+    )  # issue 8a
     steps: int = Field(ge=1, description="an integer >= 1 (sampler steps), e.g. 50")
     guidance: Text = Field(description="a registered guidance name, e.g. cfg")
     guidance_scale: float = Field(ge=0, description="a number >= 0, e.g. 6.0")
@@ -80,6 +85,8 @@ class Backbone(Section):
     )
     init: Literal["pretrained", "random"] = Field(description="pretrained or random")
     gradient_checkpointing: bool = Field(description="true or false")
+    # issue 18 (demo): constructor kwargs over the tiny config; optional until conf/backbone/ sets it
+    tiny_config: dict[str, Any] | None = Field(None, description="a mapping of constructor kwargs, e.g. {}")
 
 
 class Wandb(Section):

@@ -24,13 +24,20 @@ class ShapesData(Section):
     max_instances: int = Field(ge=0, description="an integer >= 0")
     seed: int = Field(ge=0, description="an integer >= 0")
     num_workers: int = Field(ge=0, description="an integer >= 0 (DataLoader worker processes)")
+    # issue 18 (demo): faces in the shapes world; optional until conf/data/shapes.yaml sets them
+    face_prob: float | None = Field(None, ge=0, le=1, description="a probability in [0, 1]")
+    min_faces: int | None = Field(None, ge=0, description="an integer >= 0")
 
 
 class ShardsData(Section):
     name: Literal["shards"]
     root: Text = Field(description="the --out folder of `vidgen precompute`")
-    num_clips: int | None = Field(None, ge=1, description="an integer >= 1 (train on the first N samples), or null for all")
-    frames: int | None = Field(None, ge=1, description="an integer >= 1 (frames `vidgen sample` generates), or null")
+    num_clips: int | None = Field(
+        None, ge=1, description="an integer >= 1 (train on the first N samples), or null for all"
+    )
+    frames: int | None = Field(
+        None, ge=1, description="an integer >= 1 (frames `vidgen sample` generates), or null"
+    )
     height: int | None = Field(None, ge=1, description="an integer >= 1 (pixel height of samples), or null")
     width: int | None = Field(None, ge=1, description="an integer >= 1 (pixel width of samples), or null")
     text_encoder: Text | None = Field(description="a local text-encoder folder, or null")
