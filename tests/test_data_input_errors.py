@@ -111,6 +111,8 @@ def test_bad_sample_fails_the_run_before_workers_start(shards, tmp_path, capsys)
     anns = json.loads(ann_file.read_text())
     anns[1]["instances"][0]["boxes"][0] = [0.1, 0.1, 1.5, 0.5]  # outside [0, 1]
     ann_file.write_text(json.dumps(anns))
+    with pytest.raises(DataError, match="outside"):  # found by setup, in this process: no worker started
+        ShardDataModule(root, num_workers=2).setup("fit")
     run_dir = tmp_path / "run"
     rc = train_mod.main(
         [*SMOKE, "data=shards", f"data.root={root}", "data.num_workers=2", f"run.dir={run_dir}"]
