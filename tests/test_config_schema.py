@@ -62,8 +62,10 @@ def test_method_section_is_checked_by_the_chosen_method():
         load_config(["exp=jdm_cogvideox", "method.num_combinations=0"])
 
 
-def test_zero_steps_is_valid():
+def test_zero_steps_and_integral_floats_are_valid():
     assert load_config(["preset=smoke", "train.max_steps=0"]).train.max_steps == 0
+    # Hydra reads 5e7 as a float; an integral float is an integer (3.5 is refused above)
+    load_config(["strategy=deepspeed_zero2", "strategy.reduce_bucket_size=5e7", "train.max_steps=3.0"])
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from typing import Any
 from vidgen.errors import ConfigError
 
 SHOWN = 4  # differing keys named in the message
+# Not a size: methods change them on the same backbone (JDM inflates the latent channels, Sec. 3.2).
+METHOD_KEYS = ("in_channels", "out_channels")
 
 
 def _structural(value: Any) -> bool:
@@ -33,7 +35,7 @@ def size_mismatch(spec: Any, config: dict[str, Any], size: str) -> list[str]:
     want = spec.config_for(size)
     return [
         f"{k}={config[k]} (backbone.size={size}: {want[k]})"
-        for k in sorted(set(config) & set(want))
+        for k in sorted(set(config) & set(want) - set(METHOD_KEYS))
         if _structural(config[k]) and config[k] != (list(want[k]) if isinstance(want[k], tuple) else want[k])
     ]
 

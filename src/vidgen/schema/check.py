@@ -33,6 +33,7 @@ def validate_config(cfg: DictConfig) -> None:
         raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as err:
         raise ConfigError(f"config error: {err}") from None
+    raw = _integral_floats_as_ints(raw)
     problems = _problems(VidgenConfig, raw, ())
     for group, options in option_sections().items():
         section = raw.get(group)
@@ -52,6 +53,18 @@ def validate_config(cfg: DictConfig) -> None:
         if len(problems) > MAX_PROBLEMS:
             more.append(f"  ... and {len(problems) - MAX_PROBLEMS} more")
         raise ConfigError("\n".join([head, *more]))
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """Hydra reads `5e7` as a float: an integral float is accepted where an integer is asked for
+    (3.0 is 3); 3.5 is still refused. A float field accepts the int either way."""
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
 
 
 def _problems(model: type[BaseModel], data: Any, prefix: tuple[str, ...]) -> list[str]:
