@@ -137,3 +137,16 @@ def test_a_worker_error_reaches_the_main_process_as_its_own_message():
     with pytest.raises(DataError) as err:
         next(iter(DataLoader(_Raises(), num_workers=1)))
     assert str(err.value) == "shard.json: sample 'k0': field caption: bad. Fix: correct it."
+
+
+def test_without_the_check_a_bad_sample_fails_when_read(shards, tmp_path):
+    root = copy_dataset(shards, tmp_path / "ds")
+    ann_file = root / read_index(root)["shards"][1]["annotations"]
+    anns = json.loads(ann_file.read_text())
+    anns[1]["caption"] = 7  # not a string
+    ann_file.write_text(json.dumps(anns))
+    dm = ShardDataModule(root, micro_batch_size=4, validate=False)  # data.validate=false (workers: above)
+    dm.setup("fit")
+    with pytest.raises(DataError) as err:
+        next(iter(dm.train_dataloader()))
+    assert str(err.value).startswith(f"{ann_file}: sample '{anns[1]['key']}': field caption")
