@@ -145,7 +145,7 @@ def test_without_the_check_a_bad_sample_fails_when_read(shards, tmp_path):
     anns = json.loads(ann_file.read_text())
     anns[1]["caption"] = 7  # not a string
     ann_file.write_text(json.dumps(anns))
-    dm = ShardDataModule(root, micro_batch_size=4, validate=False)  # data.validate=false (workers: above)
+    dm = ShardDataModule(root, micro_batch_size=4, check=False)  # data.check=false (workers: above)
     dm.setup("fit")
     with pytest.raises(DataError) as err:
         next(iter(dm.train_dataloader()))

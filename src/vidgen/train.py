@@ -85,7 +85,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             max_instances=int(d.max_instances),
             backbone_size=size,
             num_clips=d.get("num_clips"),
-            validate=bool(d.validate),
+            check=bool(d.check),
         )
     raise ConfigError(f"data={d.name}: no such data source. Valid values: shapes, shards")
 

@@ -191,7 +191,7 @@ class ShardDataModule(VideoDataModule):
         fields: list[str] | None = None,
         backbone_size: str | None = None,
         num_clips: int | None = None,
-        validate: bool = True,
+        check: bool = True,
     ) -> None:
         super().__init__(
             micro_batch_size=micro_batch_size,
@@ -211,7 +211,7 @@ class ShardDataModule(VideoDataModule):
         self.fields = fields
         self.backbone_size = backbone_size
         self.num_clips = num_clips
-        self.validate = validate
+        self.check = check
         self._index: dict[str, Any] | None = None
         self._null_text: tuple[Tensor, Tensor] | None = None
 
@@ -225,13 +225,13 @@ class ShardDataModule(VideoDataModule):
 
     def build_dataset(self) -> Dataset[VideoSample]:
         """The shard dataset, checked in full here, in the main process, before workers start
-        (`vidgen.data.shard_checks`) unless `validate=False`; `num_clips` keeps the first N samples."""
+        (`vidgen.data.shard_checks`) unless `check=False`; `num_clips` keeps the first N samples."""
         from vidgen.data.shard_checks import check_dataset
         from vidgen.data.shards import ShardDataset
 
         self.check_backbone_fit()
         dataset = ShardDataset(self.root, max_instances=self.max_instances, fields=self.fields)
-        if self.validate:  # data.validate: every annotation and tensor header, here, not in a worker
+        if self.check:  # data.check: every annotation and tensor header, here, not in a worker
             check_dataset(dataset)
         if self.num_clips is not None and self.num_clips < len(dataset):
             return Subset(dataset, range(self.num_clips))

@@ -45,7 +45,7 @@ class ShardsData(Section):
     max_instances: int = Field(ge=0, description="an integer >= 0")
     seed: int = Field(ge=0, description="an integer >= 0")
     num_workers: int = Field(ge=0, description="an integer >= 0 (DataLoader worker processes)")
-    validate: bool = Field(description="true or false (check every sample before training)")
+    check: bool = Field(description="true or false (check every sample before training)")
 
 
 # -- optim --------------------------------------------------------------------------------------
