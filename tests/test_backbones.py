@@ -203,7 +203,7 @@ def test_load_from_diffusers_folder(name, tmp_path):
     with torch.no_grad():
         expected = original(**inputs)
         for weights in (tmp_path, tmp_path / spec.weights_subfolder, str(tmp_path)):
-            loaded = build_backbone(spec, size="real", weights=weights)
+            loaded = build_backbone(spec, size="tiny", weights=weights)  # the size the weights have
             assert type(loaded) is spec.adapter_cls
             public = [
                 json.loads(json.dumps({k: v for k, v in m.config.items() if not k.startswith("_")}))
@@ -270,7 +270,7 @@ def test_native_model_registers_and_loads(tmp_path, restore_registry):
     inputs = tiny_inputs(spec)
     inputs.pop("text_mask")
     for weights in (tmp_path, sub):
-        loaded = build_backbone("native-test", size="real", weights=weights)
+        loaded = build_backbone("native-test", size="tiny", weights=weights)
         assert torch.equal(loaded(**inputs), original(**inputs))
     assert forward_flops(original, inputs) > 0
 

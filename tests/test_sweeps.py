@@ -147,9 +147,11 @@ def test_a_failing_row_is_reported_and_the_others_still_run(tmp_path, capsys):
     sweep_file = tmp_path / "bad.yaml"
     text = MASK_QUALITY.read_text()
     sweep_file.write_text(text)
-    # train.max_steps=-3 makes vidgen.train fail: the row is reported FAILED and the exit code is 1
+    # missing weights make vidgen.train fail at start-up (the config itself is valid, so the row is
+    # planned): the row is reported FAILED and the exit code is 1
     rc = sweep_main(["run", str(sweep_file), "--local", "--count", "1", "--", "preset=smoke",
-                     f"run.root={tmp_path / 'runs'}", "train.max_steps=-3", "train.eval_at_end=false"])
+                     f"run.root={tmp_path / 'runs'}", f"backbone.weights={tmp_path / 'no-weights'}",
+                     "train.eval_at_end=false"])
     out = capsys.readouterr().out
     assert rc == 1 and "FAILED" in out
     shutil.rmtree(tmp_path / "runs")

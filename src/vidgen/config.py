@@ -55,7 +55,8 @@ def _run_name(overrides: list[str]) -> str:
 
 
 def load_config(overrides: list[str] | None = None) -> DictConfig:
-    """Compose `train.yaml` with Hydra overrides; resolve exp_name and the run folder."""
+    """Compose `train.yaml` with Hydra overrides; resolve exp_name and the run folder; check the
+    result against the typed schema (`vidgen.schema`): a bad or unknown key is a ConfigError."""
     overrides = list(overrides or [])
     _check_group_choices(overrides)
     GlobalHydra.instance().clear()
@@ -65,7 +66,9 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     except MissingConfigException as err:
         raise ConfigError(f"config error: {err}") from None
     except HydraException as err:
-        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {err}") from None
+        from vidgen.schema import override_error
+
+        raise ConfigError(override_error(str(err)) or f"bad override in {' '.join(overrides)!r}: {err}") from None
     exp = next((o.split("=", 1)[1] for o in overrides if o.startswith("exp=")), None)
     OmegaConf.set_struct(cfg, False)
     if exp:
@@ -75,6 +78,9 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     if not cfg.run.dir:
         cfg.run.dir = str(Path(cfg.run.root) / cfg.exp_name / cfg.run.name)
     OmegaConf.set_struct(cfg, True)
+    from vidgen.schema import validate_config
+
+    validate_config(cfg)  # types, ranges and unknown keys, before any command writes a file
     return cfg
 
 

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import re
+
+# torch's DataLoader re-raises a worker's exception as `type(err)(msg)`, msg = "Caught X in DataLoader
+# worker process N.\nOriginal Traceback ...\n<module>.X: <message>" (torch/_utils.py ExceptionWrapper).
+_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback", re.S)
+
 
 class VidgenError(Exception):
     """An error caused by the user's input (config, paths, data), not by a bug.
 
-    The message must name the file and/or field at fault and say how to fix it.
+    The message must name the file and/or field at fault and say how to fix it. One raised in a
+    DataLoader worker reaches the main process with its own message, not the worker's traceback.
     """
 
     exit_code = 2
+
+    def __init__(self, message: object = "") -> None:
+        text = str(message)
+        if _WORKER.match(text):
+            cls = type(self)
+            head, sep, original = text.rpartition(f"{cls.__module__}.{cls.__qualname__}: ")
+            if sep:
+                message = original.rstrip("\n")
+        super().__init__(message)
 
 
 class DataError(VidgenError):

@@ -31,6 +31,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen import csv_table
+from vidgen.errors import DataError
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -201,8 +202,8 @@ class RunRecorder(L.Callback):
             self._write_summary(trainer, "completed")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not self._training:
-            return
+        if not self._training and not isinstance(exception, DataError):
+            return  # a refused restore keeps the old summary; bad data (found in setup) fails the run
         interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
         self._write_summary(trainer, "interrupted" if interrupted else "failed", error=repr(exception)[:2000])
 

@@ -27,6 +27,7 @@ from vidgen.methods import method_class
 from vidgen.optim import accumulation_steps
 from vidgen.run_folder import RunFolder, open_run
 from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero, wandb_run_id
+from vidgen.schema.trainer import pass_through_kwargs
 from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
 
@@ -77,6 +78,9 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             seed=int(d.seed),
             num_workers=int(d.num_workers),
             max_instances=int(d.max_instances),
+            backbone_size=size,
+            num_clips=d.get("num_clips"),
+            check=bool(d.check),
         )
     raise ConfigError(f"data={d.name}: no such data source. Valid values: shapes, shards")
 
@@ -182,6 +186,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         num_sanity_val_steps=0,
         enable_model_summary=False,
         deterministic=bool(cfg.trainer.deterministic),
+        **pass_through_kwargs(cfg.trainer),  # the documented `+trainer.KEY=VALUE` Trainer arguments
     )
 
 

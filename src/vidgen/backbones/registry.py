@@ -280,9 +280,9 @@ def build_backbone(
 ) -> Backbone:
     """Build the wrapped model of a registered backbone.
 
-    ``weights`` (a diffusers pipeline folder or its ``transformer/``/``unet/`` subfolder) is loaded
-    whatever ``size`` says (the folder's config decides); without weights the ``size`` config is
-    instantiated with random init. A real-size model without weights must be asked for explicitly.
+    ``weights`` (a diffusers pipeline folder or its ``transformer/``/``unet/`` subfolder) must hold
+    this backbone's model class at ``size`` (its config.json is checked before loading); without
+    weights the ``size`` config is instantiated with random init. A real-size model without weights must be asked for explicitly.
     The result is in eval mode (like ``from_pretrained``); Lightning switches it to train mode.
     """
     spec = get_backbone(spec_or_name)
@@ -295,6 +295,10 @@ def build_backbone(
             "drop backbone.weights for a random model or set backbone.init=pretrained"
         )
     if weights is not None:
+        from vidgen.backbones.weights_check import check_weights_config
+
+        folder, sub = _resolve_weights(spec, weights)
+        check_weights_config(spec, folder / sub if sub else folder, str(weights), size)  # before loading
         model = load_model(spec, weights, dtype)
     else:
         if size == "real" and init != "random":

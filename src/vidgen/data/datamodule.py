@@ -173,7 +173,8 @@ class ShardDataModule(VideoDataModule):
 
     ``text_encoder_path`` / ``vae_path`` are local model folders (config keys ``data.text_encoder``
     and ``data.vae``), needed only to encode new prompts and decode samples; ``backbone`` (a
-    registry name or spec) tells which model classes they hold.
+    registry name or spec) tells which model classes they hold, and with ``backbone_size`` which
+    text length and latent channels the data must have (checked before training starts).
     """
 
     def __init__(
@@ -188,6 +189,9 @@ class ShardDataModule(VideoDataModule):
         max_instances: int = 8,
         val_samples: int = 0,
         fields: list[str] | None = None,
+        backbone_size: str | None = None,
+        num_clips: int | None = None,
+        check: bool = True,
     ) -> None:
         super().__init__(
             micro_batch_size=micro_batch_size,
@@ -205,6 +209,9 @@ class ShardDataModule(VideoDataModule):
         self.vae_path = vae_path
         self.backbone = backbone
         self.fields = fields
+        self.backbone_size = backbone_size
+        self.num_clips = num_clips
+        self.check = check
         self._index: dict[str, Any] | None = None
         self._null_text: tuple[Tensor, Tensor] | None = None
 
@@ -217,19 +224,37 @@ class ShardDataModule(VideoDataModule):
         return self._index
 
     def build_dataset(self) -> Dataset[VideoSample]:
+        """The shard dataset, checked in full here, in the main process, before workers start
+        (`vidgen.data.shard_checks`) unless `check=False`; `num_clips` keeps the first N samples."""
+        from vidgen.data.shard_checks import check_dataset
         from vidgen.data.shards import ShardDataset
 
-        return ShardDataset(self.root, max_instances=self.max_instances, fields=self.fields)
+        self.check_backbone_fit()
+        dataset = ShardDataset(self.root, max_instances=self.max_instances, fields=self.fields)
+        if self.check:  # data.check: every annotation and tensor header, here, not in a worker
+            check_dataset(dataset)
+        if self.num_clips is not None and self.num_clips < len(dataset):
+            return Subset(dataset, range(self.num_clips))
+        return dataset
 
     @property
     def available_fields(self) -> set[str]:
         have = {f for f in self.index.get("fields", []) if f in FIELDS}
         return have | {"latents", "text_embeds"}
 
+    def check_backbone_fit(self) -> None:
+        """The data's text [L, D] and latent channels are the backbone's (with `backbone_size`)."""
+        if self.backbone is not None and self.backbone_size is not None:
+            from vidgen.data.shard_checks import check_backbone_fit
+            from vidgen.data.shards import INDEX_FILE
+
+            check_backbone_fit(self.index, self.root / INDEX_FILE, self._spec("text encoder"), self.backbone_size)
+
     def null_text(self) -> tuple[Tensor, Tensor]:
         if self._null_text is None:
             from vidgen.data.shards import load_null_text
 
+            self.check_backbone_fit()  # the first use of the text shape (the CFG null text)
             self._null_text = load_null_text(self.root)
         return self._null_text
 

@@ -67,9 +67,18 @@ T_DEPTH = "depth"
 T_FACE_CROPS = "face_crops"
 T_EXTRA = "extra/"  # + the extras key, e.g. "extra/jdm/mask_latents"
 
+LATENT_FIX = "store the VAE's latents as float32/bfloat16/float16 (re-encode with `vidgen precompute`)"
 PRECOMPUTE_FIX = (
     "run `vidgen precompute ... --out {root}` to build it, or use `data=shapes` for synthetic data"
 )
+
+
+# RecursionError: a JSON file nested deeper than Python's recursion limit ("[[[[...").
+JSON_ERRORS = (OSError, UnicodeDecodeError, ValueError, RecursionError)
+
+
+def _unreadable_json(e: BaseException) -> str:
+    return "nested too deep" if isinstance(e, RecursionError) else str(e)
 
 
 def missing_root_error(root: Path | str) -> DataError:
@@ -129,9 +138,10 @@ def read_index(root: Path | str) -> dict[str, Any]:
         )
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except JSON_ERRORS as e:
         raise DataError(
-            f"{path}: cannot parse the dataset index ({e}). Fix: restore it or re-run `vidgen precompute`."
+            f"{path}: cannot parse the dataset index ({_unreadable_json(e)}). Fix: restore it or re-run "
+            "`vidgen precompute`."
         ) from e
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{path}: field 'format' must be {FORMAT!r}; this is not a vidgen shard index.")
@@ -149,7 +159,21 @@ def read_index(root: Path | str) -> dict[str, Any]:
                 f"{path}: field shards[{i}] must have 'tensors', 'annotations' and 'keys'. "
                 "Fix: re-run `vidgen precompute`."
             )
+        for field in ("tensors", "annotations"):
+            _check_inside(root, path, f"shards[{i}].{field}", shard[field])
     return index
+
+
+def _check_inside(root: Path, index_path: Path, field: str, rel: Any) -> None:
+    """A shard path of index.json must be a relative path that stays inside the dataset root
+    (lexically: `..` and absolute paths are refused; a symlink the dataset's owner made is followed)."""
+    norm = os.path.normpath(rel) if isinstance(rel, str) and rel else ""
+    if not norm or os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
+        raise DataError(
+            f"{index_path}: field {field} is {rel!r}, which is not a path inside the dataset root {root}; "
+            "shard files must be given relative to the root (e.g. 'shards/00000.safetensors'). Fix: "
+            "correct index.json or re-run `vidgen precompute`."
+        )
 
 
 def iter_annotations(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -159,9 +183,9 @@ def iter_annotations(root: Path | str) -> Iterator[tuple[Path, dict[str, Any]]]:
         path = root / shard["annotations"]
         try:
             anns = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except JSON_ERRORS as exc:
             raise DataError(
-                f"{path}: unreadable annotations ({exc}). Fix: re-run `vidgen precompute`."
+                f"{path}: unreadable annotations ({_unreadable_json(exc)}). Fix: re-run `vidgen precompute`."
             ) from exc
         for ann in anns:
             yield path, ann
@@ -572,9 +596,10 @@ class ShardDataset(Dataset):
         def make():
             try:
                 anns = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            except JSON_ERRORS as e:
                 raise DataError(
-                    f"{path}: unreadable or invalid JSON ({e}). Fix: re-run `vidgen precompute` for this shard."
+                    f"{path}: unreadable or invalid JSON ({_unreadable_json(e)}). Fix: re-run `vidgen precompute` "
+                    "for this shard."
                 ) from e
             keys = self._shards[s]["keys"]
             if not isinstance(anns, list) or len(anns) != len(keys):
@@ -654,7 +679,9 @@ class ShardDataset(Dataset):
         latents = get(T_LATENTS)
         if self.index.get("latent_shape") is not None:
             expect(latents, T_LATENTS, list(self.index["latent_shape"]), "index.json latent_shape")
-        if latents.is_floating_point() and not bool(torch.isfinite(latents).all()):
+        if not latents.is_floating_point():
+            raise ctx.error(T_LATENTS, f"latents have dtype {latents.dtype}, not a floating-point dtype", LATENT_FIX)
+        if not bool(torch.isfinite(latents).all()):
             raise ctx.error(
                 T_LATENTS, "latents contain NaN or inf", "re-encode this sample with `vidgen precompute`"
             )

@@ -21,14 +21,17 @@ On a cluster with a W&B server: `wandb sweep SWEEP` then `wandb agent ID` (docs/
 
 def _validate(paths: list[str]) -> int:
     from vidgen.sweeps.schema import load_sweep
-    from vidgen.sweeps.validate import validate
+    from vidgen.sweeps.validate import sweep_warnings, validate
 
     if not paths:
         raise ConfigError("vidgen sweep validate needs at least one sweep file")
     bad = 0
     for path in paths:
         try:
-            errors = validate(load_sweep(path))
+            sweep = load_sweep(path)
+            errors = validate(sweep)
+            for warning in sweep_warnings(sweep):
+                print(f"warning: {warning}", file=sys.stderr)
         except VidgenError as err:
             errors = [str(err)]
         for e in errors:

@@ -1,4 +1,5 @@
-"""`vidgen sweep validate`: schema, the table link, every variant/experiment exists, every run composes."""
+"""`vidgen sweep validate`: schema, the table link, every variant/experiment exists, every run composes,
+no parameter sets the run folder; a command that does not train is a warning."""
 
 from __future__ import annotations
 
@@ -13,6 +14,55 @@ from vidgen.sweeps.tables import TABLES
 NAME = re.compile(r"^(?P<paper>[a-z0-9_]+)/(?P<table>(table|fig)[0-9]+[a-z]?)(_[A-Za-z0-9_]+)?$")
 # Arguments a profile sweep passes to vidgen.sweeps.profile_run that are not Hydra overrides.
 PROFILE_ARGS = ("profile.time=",)
+# Keys that name a run's folder: every row of a sweep that set them would share one run (and resume it).
+RUN_FOLDER_KEYS = ("run.dir", "run.root", "run.name")
+
+
+def parameter_names(params: dict) -> list[str]:
+    """Dotted names of every sweep parameter, nested `parameters:` dictionaries flattened."""
+    names = []
+    for name, spec in params.items():
+        if isinstance(spec, dict) and isinstance(spec.get("parameters"), dict):
+            names += [f"{name}.{sub}" for sub in parameter_names(spec["parameters"])]
+        else:
+            names.append(str(name))
+    return names
+
+
+def run_folder_errors(sweep: Sweep) -> list[str]:
+    return [
+        f"parameters.{name}: a sweep must not set {name.lstrip('+~')}: every row would write to and resume one "
+        "run folder. Fix: remove it; rows get their own folders under <run.root>/<exp>/ (choose the root "
+        "with `vidgen sweep run SWEEP --local -- run.root=DIR`)"
+        for name in parameter_names(sweep.parameters)
+        if name.lstrip("+~") in RUN_FOLDER_KEYS
+    ]
+
+
+def command_module(command: object) -> str | None:
+    """The module a sweep command runs with `-m` (None when it runs none)."""
+    if not isinstance(command, list) or "-m" not in command:
+        return None
+    i = command.index("-m")
+    return str(command[i + 1]) if i + 1 < len(command) else None
+
+
+def sweep_warnings(sweep: Sweep) -> list[str]:
+    """What looks wrong but is allowed (the sweep file is trusted, but every row runs its command):
+    a command that does not run a vidgen training module, or that runs anything besides it."""
+    command = sweep.config.get("command")
+    if not isinstance(command, list):
+        return []
+    shown = " ".join(map(str, command))
+    module = command_module(command)
+    if module not in TRAIN_MODULES.values():
+        return [f"{sweep.path}: command: does not run `-m vidgen.train` (nor `-m vidgen.sweeps.profile_run`); "
+                f"every row will run `{shown}`. Check it for a typo."]
+    usual = {"${env}", "${interpreter}", "-m", module, "${args_no_hyphens}"}
+    if extra := [str(c) for c in command if c not in usual]:
+        return [f"{sweep.path}: command: runs {' '.join(extra)} besides `-m {module} ${{args_no_hyphens}}`; "
+                f"every row will run `{shown}`. Check it for a typo."]
+    return []
 
 
 def _table_label(table: str) -> str:
@@ -27,7 +77,7 @@ def hydra_overrides(args: list[str]) -> list[str]:
 
 def validate(sweep: Sweep, compose: bool = True) -> list[str]:
     """Every problem found, as `file: message` lines (empty: the sweep is valid)."""
-    errors = schema_errors(sweep.config)
+    errors = schema_errors(sweep.config) + run_folder_errors(sweep)
     name_match = NAME.match(sweep.name)
     spec = sweep.spec
     if not name_match:
@@ -50,7 +100,7 @@ def validate(sweep: Sweep, compose: bool = True) -> list[str]:
         ref_metrics = {m["name"] for m in ref.get("metrics", [])}
         if ref_metrics and (missing := {m.paper for m in spec.metrics} - ref_metrics):
             errors.append(f"table link: metrics {sorted(missing)} are not in the reference table")
-        module = sweep.config["command"][sweep.config["command"].index("-m") + 1]
+        module = command_module(sweep.config["command"])
         if module != TRAIN_MODULES[spec.source]:
             errors.append(f"command: this table is produced by `-m {TRAIN_MODULES[spec.source]}`, not {module}")
         row_spec = sweep.parameters.get(spec.row_param)

@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROOT2",
         help="with --data: also write the kept clips (kept regions only) as a new shard dataset",
     )
+    f.add_argument(
+        "--overwrite-data",
+        action="store_true",
+        help="replace the contents of an existing --write-data folder (refused without it)",
+    )
     return p
 
 
@@ -273,9 +278,11 @@ def _filter(a) -> int:
     if a.write_data is not None and a.data is None:
         raise ConfigError("--write-data needs --data (a shard dataset to copy the kept clips from)")
     result = filters.apply_filters(clips, settings)
+    if a.write_data is not None:  # refuse an existing dataset before writing anything
+        filters.check_write_data(a.data, result, a.write_data, a.overwrite_data)
     filters.write_kept(a.out, result, source)
     if a.write_data is not None:
-        n = filters.write_filtered(a.data, result, a.write_data)
+        n = filters.write_filtered(a.data, result, a.write_data, overwrite=a.overwrite_data)
         print(f"wrote {n} filtered clips -> {a.write_data} (train with data.root={a.write_data})")
     if a.json:
         print(json.dumps(result.report(), indent=1))

@@ -34,8 +34,11 @@ rule               level  removes
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -377,29 +380,88 @@ def keep_regions(sample, indices: list[int]):
     return replace(sample, regions=regions, extras=extras)
 
 
-def write_filtered(
-    src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256
-) -> int:
-    """Write the kept clips, with their kept regions only, as a new shard dataset at ``dst``.
+PROVENANCE_FILE = "jdm_filter.json"  # in ROOT2: which source and kept list the dataset was written from
 
-    Resumable (clips already in ``dst`` are skipped). Combinations (`vidgen jdm combos`), CMI and
-    training then read ``dst`` like any dataset: the filters need no special case downstream.
-    """
-    from vidgen.data.shards import ShardDataset, ShardWriter, load_null_text, read_index
 
+def _provenance(src: Path, result: FilterResult) -> dict[str, str]:
+    kept = json.dumps(result.kept, sort_keys=True)
+    return {"source": str(src.resolve()), "kept_sha1": hashlib.sha1(kept.encode()).hexdigest()}
+
+
+def check_write_data(src: str | Path, result: FilterResult, dst: str | Path, overwrite: bool = False) -> None:
+    """Refuse a ``--write-data`` destination before anything is written (see ``write_filtered``)."""
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise ConfigError(f"--write-data {dst}: must differ from --data (the filtered copy is a new dataset)")
+    if not overwrite:
+        _check_destination(dst, _provenance(src, result))
+
+
+def _check_destination(dst: Path, provenance: dict[str, str]) -> bool:
+    """True when ``dst`` is this very filter's (possibly unfinished) output, to resume; False when it
+    is new or empty. Anything else is refused: a dataset or files the user made are never changed."""
+    if not dst.exists():
+        return False
+    if not dst.is_dir():
+        raise ConfigError(f"--write-data {dst}: is a file; pass a new folder for the filtered dataset")
+    if not any(dst.iterdir()):
+        return False
+    try:
+        mine = json.loads((dst / PROVENANCE_FILE).read_text()) == provenance
+    except (OSError, ValueError):
+        mine = False
+    if mine:
+        return True
+    what = "already holds a shard dataset" if (dst / "index.json").exists() else "is not empty"
+    raise ConfigError(
+        f"--write-data {dst}: {what}, not written by this filter from this --data; refusing to change it. "
+        "Fix: pass a new folder, or --overwrite-data to replace its contents with the filtered dataset."
+    )
+
+
+def write_filtered(
+    src: str | Path, result: FilterResult, dst: str | Path, samples_per_shard: int = 256, *, overwrite: bool = False
+) -> int:
+    """Write the kept clips, with their kept regions only, as a new shard dataset at ``dst``.
+
+    Resumable: a ``dst`` this filter wrote from this source (``jdm_filter.json``) gets the clips it
+    lacks. Any other non-empty ``dst`` is refused unless ``overwrite``, which writes into a temporary
+    sibling folder and swaps it in when complete. Combinations (`vidgen jdm combos`), CMI and
+    training then read ``dst`` like any dataset: the filters need no special case downstream.
+    """
+    check_write_data(src, result, dst, overwrite)
+    src, dst = Path(src), Path(dst)
+    provenance = _provenance(src, result)
+    if overwrite and dst.exists() and dst.is_dir() and any(dst.iterdir()):
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        written = _write_filtered(src, result, tmp, samples_per_shard, provenance, resume=False)
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old)
+        return written
+    return _write_filtered(src, result, dst, samples_per_shard, provenance, resume=_check_destination(dst, provenance))
+
+
+def _write_filtered(src: Path, result: FilterResult, dst: Path, samples_per_shard: int,
+                    provenance: dict[str, str], resume: bool) -> int:  # fmt: skip
+    from vidgen.data.shards import ShardDataset, ShardWriter, load_null_text, read_index
+
     dataset = ShardDataset(src)
     position = {key: i for i, key in enumerate(dataset.keys)}
-    done = ShardWriter.completed_keys(dst) if (dst / "index.json").exists() else set()
+    done = ShardWriter.completed_keys(dst) if resume and (dst / "index.json").exists() else set()
+    dst.mkdir(parents=True, exist_ok=True)
+    tmp = dst / f".{PROVENANCE_FILE}.tmp"
+    tmp.write_text(json.dumps(provenance))
+    os.replace(tmp, dst / PROVENANCE_FILE)  # before the first shard: a killed write resumes
     written = 0
     with ShardWriter(
         dst,
         samples_per_shard=samples_per_shard,
         null_text=load_null_text(src),
         num_identities=read_index(src).get("num_identities"),
-        append=bool(done),
+        append=(dst / "index.json").exists(),
     ) as writer:
         for item in result.kept:
             if item["key"] in done:
