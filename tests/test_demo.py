@@ -94,7 +94,8 @@ def _views(n: int = 2) -> list[ClipView]:
     clip = _judgeable_clip()
     truth = clip.masks.any(dim=0)
     return [
-        ClipView(judge_clip(clip.video, truth, clip), clip.video, truth, clip.video, truth) for _ in range(n)
+        ClipView(judge_clip(clip.video, truth, clip), "a prompt", clip.video, truth, clip.video, truth)
+        for _ in range(n)
     ]
 
 
@@ -182,6 +183,15 @@ def test_demo_writes_the_page_scores_and_a_run_folder(demo_out, capsys):
     assert page.count("data:image/gif;base64,") == 8 and ROW_LABEL in page
     assert json.loads((demo_out / "run" / "summary.json").read_text())["status"] == "completed"
     assert not list(demo_out.glob(".*.tmp"))
+
+
+def test_demo_again_resumes_the_finished_run_and_only_resamples(demo_out):
+    metrics = (demo_out / "run" / "metrics.csv").read_text()
+    before = json.loads((demo_out / "scores.json").read_text())
+    assert main(["--out", str(demo_out), "train.max_steps=2", "data.num_clips=2", "sample.steps=2"]) == 0
+    assert (demo_out / "run" / "metrics.csv").read_text() == metrics  # no step trained twice
+    after = json.loads((demo_out / "scores.json").read_text())
+    assert after["trained"] == before["trained"]  # same weights, same sampler seed: same clips
 
 
 def test_demo_errors_are_one_line(tmp_path, capsys):

@@ -101,6 +101,7 @@ def codec_ceiling(datamodule, clips):
 
 
 def run_demo(out: Path, overrides: list[str]) -> dict:
+    from vidgen.demo.generate import prompt_of
     from vidgen.demo.judge import summarise
     from vidgen.demo.page import ClipView, loss_curve_png, render_page
     from vidgen.demo.table3 import table3_html
@@ -121,7 +122,7 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
     datamodule = build_datamodule(cfg, get_backbone(cfg.backbone.name), micro_batch_size=1)
     clips = [datamodule.world.render_clip(i) for i in range(int(cfg.data.num_clips))]
     print(
-        f"sampling {len(clips)} clips from their captions ({int(cfg.sample.steps)} steps, "
+        f"sampling {len(clips)} clips from their regional captions ({int(cfg.sample.steps)} steps, "
         f"{cfg.sample.guidance} {float(cfg.sample.guidance_scale):g})"
     )
     videos, masks, scores = judge_model(trained_module(cfg, run_dir), datamodule, clips, cfg)
@@ -131,13 +132,14 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
         "codec ceiling": summarise(codec_ceiling(datamodule, clips)),
     }
     views = [
-        ClipView(s, v, m, c.video, c.masks.any(dim=0)) for s, v, m, c in zip(scores, videos, masks, clips)
+        ClipView(s, prompt_of(c), v, m, c.video, c.masks.any(dim=0))
+        for s, v, m, c in zip(scores, videos, masks, clips)
     ]
     setting = " ".join([*DEMO, *overrides])
     intro = (
         f"JDM (joint video + mask denoising) on a tiny CogVideoX, trained {int(cfg.train.max_steps)} steps on "
         f"{len(clips)} shapes-world clips (<code>vidgen demo</code> = <code>vidgen train {setting}</code>, "
-        f"then sampling from each clip's caption). Demo scale: the shapes are the data, nothing pretrained."
+        f"then sampling from each clip's regional caption, the prompt JDM trains its joint video + mask output with). Demo scale: the shapes are the data, nothing pretrained."
     )
     page = render_page(
         title="vidgen demo: JDM learns the shapes world",
@@ -157,8 +159,8 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
         "run_dir": str(run_dir),
         "train_steps": int(cfg.train.max_steps),
         "clips": [
-            {"caption": s.caption, "judged": list(s.judged), "box_iou": s.box_iou, "mask_iou": s.mask_iou}
-            for s in scores
+            {"prompt": prompt_of(c), "caption": s.caption, "box_iou": s.box_iou, "mask_iou": s.mask_iou}
+            for s, c in zip(scores, clips)
         ],
         **summary,
         "wall_s": round(time.perf_counter() - start, 1),

@@ -34,6 +34,7 @@ class ClipView:
     """One row of the page: the generated pair beside the truth, and its scores."""
 
     score: ClipScore
+    prompt: str  # what the clip was generated from
     video: Tensor  # [3, F, H, W] generated, in [-1, 1]
     mask: Tensor  # [F, H, W] bool, generated
     true_video: Tensor  # [3, F, H, W] rendered, in [-1, 1]
@@ -95,7 +96,7 @@ def _num(x: float | None) -> str:
 
 def clips_table(views: list[ClipView]) -> str:
     head = (
-        "<tr><th>caption</th><th>generated clip</th><th>generated mask</th><th>ground truth</th>"
+        '<tr><th>prompt <span class="note">(clip caption)</span></th><th>generated clip</th><th>generated mask</th><th>ground truth</th>'
         "<th>true mask</th><th>box IoU</th><th>mask IoU</th></tr>"
     )
     rows = []
@@ -111,7 +112,8 @@ def clips_table(views: list[ClipView]) -> str:
             )
         ]
         rows.append(
-            f"<tr><td>{html.escape(s.caption)}</td>{''.join(f'<td>{c}</td>' for c in cells)}"
+            f'<tr><td>{html.escape(v.prompt)}<br><span class="note">({html.escape(s.caption)})</span></td>'
+            f"{''.join(f'<td>{c}</td>' for c in cells)}"
             f"<td>{_num(s.box_iou)}</td><td>{_num(s.mask_iou)}</td></tr>"
         )
     return f'<table class="clips">{head}{"".join(rows)}</table>'
