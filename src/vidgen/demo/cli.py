@@ -1,10 +1,10 @@
 """`vidgen demo [--out DIR] [overrides...]`: train, sample, judge, and write `<out>/index.html`.
 
 Trains `exp=jdm_cogvideox preset=demo` in `<out>/run` (a normal run folder: running the demo again
-resumes it, so a finished demo only re-samples), generates a clip and its mask from the caption of
-every clip of the demo set, judges them with the shapes world's exact detector beside two
-references (the untrained model, and the ground truth through the codec: the ceiling), prints the
-numbers and writes `<out>/scores.json` and the page `<out>/index.html`.
+resumes it, so a finished demo only re-samples), generates a clip and its mask from the regional
+caption of every clip of the demo set (`generate.prompt_of`), judges them with the shapes world's
+exact detector beside two references (the untrained model, and the ground truth through the
+codec: the ceiling), prints the numbers and writes `<out>/scores.json` and `<out>/index.html`.
 """
 
 from __future__ import annotations
@@ -101,11 +101,10 @@ def codec_ceiling(datamodule, clips):
 
 
 def run_demo(out: Path, overrides: list[str]) -> dict:
+    """Train (or resume), generate, judge; write `<out>/scores.json` and `<out>/index.html`; return the scores."""
+    from vidgen.backbones import get_backbone
     from vidgen.demo.generate import prompt_of
     from vidgen.demo.judge import summarise
-    from vidgen.demo.page import ClipView, loss_curve_png, render_page
-    from vidgen.demo.table3 import table3_html
-    from vidgen.runs import read_metrics
     from vidgen.train import build_datamodule, train
 
     start = time.perf_counter()
@@ -117,8 +116,6 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
     )
     train(cfg)
     trained_s = time.perf_counter() - start
-    from vidgen.backbones import get_backbone
-
     datamodule = build_datamodule(cfg, get_backbone(cfg.backbone.name), micro_batch_size=1)
     clips = [datamodule.world.render_clip(i) for i in range(int(cfg.data.num_clips))]
     print(
@@ -131,29 +128,8 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
         "untrained": summarise(judge_model(untrained_module(cfg), datamodule, clips, cfg)[2]),
         "codec ceiling": summarise(codec_ceiling(datamodule, clips)),
     }
-    views = [
-        ClipView(s, prompt_of(c), v, m, c.video, c.masks.any(dim=0))
-        for s, v, m, c in zip(scores, videos, masks, clips)
-    ]
     setting = " ".join([*DEMO, *overrides])
-    intro = (
-        f"JDM (joint video + mask denoising) on a tiny CogVideoX, trained {int(cfg.train.max_steps)} steps on "
-        f"{len(clips)} shapes-world clips (<code>vidgen demo</code> = <code>vidgen train {setting}</code>, "
-        f"then sampling from each clip's regional caption, the prompt JDM trains its joint video + mask output with). Demo scale: the shapes are the data, nothing pretrained."
-    )
-    page = render_page(
-        title="vidgen demo: JDM learns the shapes world",
-        intro=intro,
-        views=views,
-        scores={
-            "trained (this run)": summary["trained"],
-            "untrained (same model at step 0)": summary["untrained"],
-            "codec ceiling (ground truth encoded and decoded)": summary["codec ceiling"],
-        },
-        loss_png=loss_curve_png(read_metrics(run_dir)),
-        table3_html=table3_html(summary["trained"], setting, str(run_dir)),
-        footer=f"run folder: {run_dir} · training {trained_s:.0f} s · written {time.strftime('%Y-%m-%d %H:%M:%S')}",
-    )
+    page = demo_page(cfg, setting, run_dir, clips, (videos, masks, scores), summary, trained_s)
     result = {
         "setting": setting,
         "run_dir": str(run_dir),
@@ -168,6 +144,38 @@ def run_demo(out: Path, overrides: list[str]) -> dict:
     _atomic_write(out / "scores.json", json.dumps(result, indent=2) + "\n")
     _atomic_write(out / "index.html", page)
     return result
+
+
+def demo_page(
+    cfg: DictConfig, setting: str, run_dir: Path, clips, generated, summary: dict, trained_s: float
+) -> str:
+    from vidgen.demo.generate import prompt_of
+    from vidgen.demo.page import ClipView, loss_curve_png, render_page
+    from vidgen.demo.table3 import table3_html
+    from vidgen.runs import read_metrics
+
+    views = [
+        ClipView(s, prompt_of(c), v, m, c.video, c.masks.any(dim=0)) for v, m, s, c in zip(*generated, clips)
+    ]
+    intro = (
+        f"JDM (joint video + mask denoising) on a tiny CogVideoX, trained {int(cfg.train.max_steps)} steps on "
+        f"{len(clips)} shapes-world clips (<code>vidgen demo</code> = <code>vidgen train {setting}</code>), "
+        "then sampled from each clip's regional caption, the prompt JDM trains its joint video + mask output "
+        "with. Demo scale: the shapes world is the data, nothing is pretrained."
+    )
+    return render_page(
+        title="vidgen demo: JDM learns the shapes world",
+        intro=intro,
+        views=views,
+        scores={
+            "trained (this run)": summary["trained"],
+            "untrained (same model at step 0)": summary["untrained"],
+            "codec ceiling (ground truth encoded and decoded)": summary["codec ceiling"],
+        },
+        loss_png=loss_curve_png(read_metrics(run_dir)),
+        table3_html=table3_html(summary["trained"], setting, str(run_dir)),
+        footer=f"run folder: {run_dir} · training {trained_s:.0f} s · written {time.strftime('%Y-%m-%d %H:%M:%S')}",
+    )
 
 
 def report(result: dict, out: Path) -> str:
