@@ -25,7 +25,7 @@ GIF_FPS = 8  # the shapes world's frame rate
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:right;vertical-align:middle}td:first-child,th:first-child{text-align:left}.clips td{text-align:center}
-.clips img{display:block;image-rendering:pixelated}.best{font-weight:bold}.mark{color:#b00}.paper{color:#555}
+.clips img{display:block;image-rendering:pixelated}.clips td:first-child{min-width:16em;text-align:left}.best{font-weight:bold}.mark{color:#b00}.paper{color:#555}
 .diff{color:#777;font-size:11px}.note{color:#555;font-size:13px}code{font-size:12px}"""
 
 
