@@ -20,6 +20,7 @@ commands:
   sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   jdm cmi|filter|combos ...                JDM data tools
+  demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
 """
 
 # Commands implemented in their own packages: name -> "module:function(argv) -> int".
@@ -32,6 +33,7 @@ COMMANDS = {
     "sweep": "vidgen.sweeps.cli:main",
     "report": "vidgen.report.cli:main",
     "jdm": "vidgen.methods.jdm.cli:main",
+    "demo": "vidgen.demo.cli:main",
 }
 
 

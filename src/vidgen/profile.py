@@ -52,7 +52,7 @@ def profile(cfg: DictConfig, time: bool = False) -> dict:
     frames, height, width = data_resolution(cfg, spec)
     size = cfg.backbone.size
     with torch.device("meta"):
-        plain = build_backbone(spec, size=size, init="random")
+        plain = build_backbone(spec, size=size, init="random", tiny_config=cfg.backbone.tiny_config)
         model = method.build_model(cfg, spec)
         plain_inputs = method.example_inputs(spec, size, frames, height, width, model=plain)
         model_inputs = method.example_inputs(spec, size, frames, height, width, model=model)
@@ -73,7 +73,7 @@ def profile(cfg: DictConfig, time: bool = False) -> dict:
         if not torch.cuda.is_available():
             raise ConfigError("--time measures CUDA forward times and needs a GPU; drop --time on this machine")
         timings = {}
-        for key, builder in (("backbone", lambda: build_backbone(spec, size=size, init="random")),
+        for key, builder in (("backbone", lambda: build_backbone(spec, size=size, init="random", tiny_config=cfg.backbone.tiny_config)),
                              ("method", lambda: method.build_model(cfg, spec))):
             with torch.device("cuda"):
                 net = builder().to(torch.bfloat16).eval()

@@ -61,6 +61,8 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             text_dim=spec.text_dim_for(size),
             text_len=spec.text_len_for(size),
             max_instances=int(d.max_instances),
+            face_prob=float(d.face_prob),
+            min_faces=int(d.min_faces),
             image_condition=True,
             seed=int(d.seed),
             micro_batch_size=micro,

@@ -188,6 +188,21 @@ def _instantiate(spec: BackboneSpec, config: dict) -> nn.Module:
     return spec.model_cls(**config)
 
 
+def _instantiate_sized(spec: BackboneSpec, size: str, tiny_config: dict) -> nn.Module:
+    if tiny_config and size != "tiny":
+        raise ConfigError(
+            f"backbone.tiny_config={tiny_config} applies to backbone.size=tiny only (got size={size!r}); drop it"
+        )
+    config = {**spec.config_for(size), **tiny_config}
+    try:
+        return _instantiate(spec, config)
+    except TypeError as err:  # an unknown constructor argument
+        raise ConfigError(
+            f"backbone.tiny_config={tiny_config}: {spec.model_cls.__name__} rejects it ({err}); "
+            f"use its constructor arguments, e.g. {', '.join(sorted(spec.tiny_config)[:4])}"
+        ) from None
+
+
 def _resolve_weights(spec: BackboneSpec, weights: str | Path) -> tuple[Path, str | None]:
     """Return (folder, subfolder) for ``from_pretrained``; raise ConfigError on a bad layout."""
     path = Path(weights).expanduser()
@@ -277,6 +292,7 @@ def build_backbone(
     init: str = "pretrained",
     gradient_checkpointing: bool = False,
     dtype: torch.dtype | None = None,
+    tiny_config: dict | None = None,
 ) -> Backbone:
     """Build the wrapped model of a registered backbone.
 
@@ -284,6 +300,8 @@ def build_backbone(
     this backbone's model class at ``size`` (its config.json is checked before loading); without
     weights the ``size`` config is instantiated with random init. A real-size model without weights must be asked for explicitly.
     The result is in eval mode (like ``from_pretrained``); Lightning switches it to train mode.
+    ``tiny_config``: constructor kwargs merged over the registry's tiny config (``size="tiny"``
+    without weights only), e.g. a wider tiny model for the demo; the structural flags stay the family's.
     """
     spec = get_backbone(spec_or_name)
     spec._check_size(size)
@@ -308,7 +326,7 @@ def build_backbone(
                 f"{spec.weights_subfolder}/, or the {spec.weights_subfolder}/ folder itself), "
                 "or backbone.init=random for an untrained real-size model, or backbone.size=tiny"
             )
-        model = _instantiate(spec, spec.config_for(size))
+        model = _instantiate_sized(spec, size, dict(tiny_config or {}))
         if dtype is not None:
             _cast(model, dtype)
     if gradient_checkpointing:

@@ -129,6 +129,8 @@ class ShapesDataModule(VideoDataModule):
         image_condition: bool = True,
         seed: int = 0,
         micro_batch_size: int = 1,
+        face_prob: float = 0.25,
+        min_faces: int = 1,
         num_workers: int = 0,
         cache: bool = True,
         val_samples: int = 0,
@@ -170,7 +172,12 @@ class ShapesDataModule(VideoDataModule):
         self.text_dim, self.text_len = int(text_dim), int(text_len)
         self.image_condition = bool(image_condition)
         self.cache = bool(cache)
-        self.world = ShapesWorld(self.frames, self.height, self.width, max_instances=max_instances, seed=self.seed)
+        if not 0.0 <= face_prob <= 1.0 or min_faces < 0:
+            raise ConfigError(f"data.face_prob={face_prob} must be in [0, 1] and data.min_faces={min_faces} >= 0")
+        self.world = ShapesWorld(
+            self.frames, self.height, self.width, max_instances=max_instances, seed=self.seed,
+            face_prob=float(face_prob), min_faces=int(min_faces),
+        )
         # The codec and the text embedder play the role of pretrained models: their seeds are fixed
         # (not the data seed), so a checkpoint trained on one shapes dataset samples with another.
         self._codec = ShapesCodec(self.latent_channels, vae_scale, seed=0)

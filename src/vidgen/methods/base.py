@@ -67,6 +67,7 @@ class DiffusionModule(L.LightningModule):
             weights=b.weights,
             init=b.init,
             gradient_checkpointing=b.gradient_checkpointing,
+            tiny_config=b.tiny_config,
         )
 
     @classmethod

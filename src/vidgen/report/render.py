@@ -230,7 +230,8 @@ font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:f
 footer{margin-top:2em;font-size:11px;color:#555}img{max-width:100%}"""
 
 
-def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
+def html_table(report: Report) -> str:
+    """The table alone (rows x metrics, each cell ours / paper (Δ)), for pages that embed it."""
     spec = report.spec
     e = html.escape
     head = "".join(f"<th>{e(m.paper)} {_arrow(report, m.paper)}</th>" for m in spec.metrics)
@@ -249,6 +250,12 @@ def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
             tds.append(f"<td>{ours} / {paper}{diff}</td>")
         body.append(f"<tr><td>{e(row.label)}<br><code>{e(row.value)}</code> · {e(row.status)}</td>{''.join(tds)}</tr>")
     notes = "".join(f"<li>{e(n)}</li>" for n in _notes(report))
+    return f"<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>\n{f'<ol>{notes}</ol>' if notes else ''}"
+
+
+def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
+    spec = report.spec
+    e = html.escape
     changes = "".join(f"<li><b>{e(r.label)}</b>: {e(r.change)}</li>" for r in report.rows if r.change)
     imgs = "".join(f'<h3>{e(name)}</h3><img alt="{e(name)}" src="data:image/png;base64,'
                    f'{base64.b64encode(data).decode()}">' for name, data in pngs.items())
@@ -259,8 +266,7 @@ def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
 <p><i>{e(report.caption)}</i></p>{''.join(f'<p>{e(n)}</p>' for n in spec.notes)}
 <p>Each cell: ours / <span class="paper">paper</span> <span class="diff">(Δ = ours − paper)</span>;
 bold: best of the column; <span class="mark">n/c, failed, missing</span>: see the notes.</p>
-<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>
-{f'<ol>{notes}</ol>' if notes else ''}{f'<h3>Rows</h3><ul>{changes}</ul>' if changes else ''}
+{html_table(report)}{f'<h3>Rows</h3><ul>{changes}</ul>' if changes else ''}
 {imgs}<footer>{footer}</footer></body></html>
 """
 

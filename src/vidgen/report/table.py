@@ -54,7 +54,7 @@ class Row:
 
 @dataclass
 class Report:
-    sweep: Sweep
+    sweep: Sweep | None  # None: a table without a sweep (vidgen demo: html_table only)
     spec: TableSpec
     caption: str
     kind: str
