@@ -4,19 +4,26 @@ naming the key, the value and the fix; every shipped config option has a schema 
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from vidgen import train as train_mod
-from vidgen.config import group_options, load_config
+from vidgen.config import CONF_DIR, group_options, load_config
 from vidgen.errors import ConfigError
 from vidgen.methods import METHODS
 from vidgen.schema.check import option_sections
 from vidgen.schema.trainer import PASS_THROUGH, pass_through_kwargs
 
 
+def _option_name(group: str, option: str) -> str:
+    """The `name:` an option file sets (sections are keyed by it: stiv_adafactor is an adafactor)."""
+    return str(OmegaConf.load(CONF_DIR / group / f"{option}.yaml").name)
+
+
 def test_every_method_and_group_option_has_a_schema_section():
     assert set(METHODS) <= set(option_sections()["method"])
     for group in ("method", "data", "optim", "schedule", "strategy"):
-        assert set(group_options(group)) <= set(option_sections()[group]), group
+        names = {_option_name(group, option) for option in group_options(group)}
+        assert names <= set(option_sections()[group]), group
 
 
 @pytest.mark.parametrize("group", ["method", "data", "optim", "schedule", "strategy"])
@@ -27,7 +34,9 @@ def test_every_option_of_every_group_validates(group):
 
 @pytest.mark.parametrize("variant", group_options("variant"))
 def test_every_variant_validates(variant):
-    load_config(["exp=jdm_cogvideox", f"variant={variant}"])
+    # a method's variants live in conf/variant/<method>/ and are composed with that method's experiment
+    exp = {"stiv": "stiv_t2v_xl", "instancev": "instancev_wan"}.get(variant.split("/")[0], "jdm_cogvideox")
+    load_config([f"exp={exp}", f"variant={variant}"])
 
 
 @pytest.mark.parametrize(

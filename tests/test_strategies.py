@@ -52,9 +52,10 @@ def test_bucket_sizes_are_config():
     assert zero["reduce_bucket_size"] == 50_000_000 and zero["overlap_comm"] is False
 
 
-def test_bf16_strategy_refuses_fp32_precision():
-    with pytest.raises(ConfigError, match="trainer.precision=32-true"):
-        deepspeed_config(_gpu_cfg("strategy=deepspeed_zero2", "trainer.precision=32-true"))
+@pytest.mark.parametrize("precision,bf16", [("bf16-mixed", True), ("auto", True), ("16-mixed", False), ("32-true", False)])
+def test_deepspeed_bf16_follows_trainer_precision(precision, bf16):
+    cfg = _gpu_cfg("strategy=deepspeed_zero2", f"trainer.precision={precision}")
+    assert deepspeed_config(cfg)["bf16"] == {"enabled": bf16}
 
 
 @pytest.mark.parametrize("strategy", ["deepspeed_zero2", "deepspeed_zero2_offload"])

@@ -58,12 +58,7 @@ def deepspeed_config(cfg: DictConfig, precision: str | None = None) -> dict[str,
     if not str(s.name).startswith("deepspeed"):
         raise ConfigError(f"strategy={s.name} is not a DeepSpeed strategy")
     precision = precision or resolve_precision(cfg, on_cpu=False)
-    bf16 = bool(s.get("bf16", True))
-    if bf16 and precision not in BF16:
-        raise ConfigError(
-            f"strategy={s.name} trains in bf16 (strategy.bf16=true) but trainer.precision={precision}; "
-            "set trainer.precision=bf16-mixed (or auto), or strategy.bf16=false"
-        )
+    bf16 = precision in BF16  # one precision knob: trainer.precision (fp16's section comes from Lightning)
     zero: dict[str, Any] = {
         "stage": int(s.stage),
         "overlap_comm": bool(s.overlap_comm),

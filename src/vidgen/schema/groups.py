@@ -154,7 +154,6 @@ class Offload(Section):
 class DeepSpeed(Section):
     name: Literal["deepspeed_zero2", "deepspeed_zero2_offload"]
     stage: Literal[2] = Field(description="2 (ZeRO stage 2)")
-    bf16: bool = Field(description="true or false")
     overlap_comm: bool = Field(description="true or false")
     contiguous_gradients: bool = Field(description="true or false")
     reduce_scatter: bool = Field(description="true or false")
