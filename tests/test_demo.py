@@ -203,7 +203,7 @@ def test_demo_errors_are_one_line(tmp_path, capsys):
     assert main(["--out", str(file)]) == 2
     assert "is a file" in capsys.readouterr().err and file.read_text() == "mine"
     assert main(["--out", str(tmp_path / "d"), "data=shards"]) == 2
-    assert "use data=shapes" in capsys.readouterr().err
+    assert "data=shapes" in capsys.readouterr().err  # the demo preset is a shapes-world preset
 
 
 @pytest.mark.skipif(
