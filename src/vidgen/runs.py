@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "requeued")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

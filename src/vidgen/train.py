@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vidgen import preemption
 from vidgen.backbones import BackboneSpec, get_backbone
 from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.data.sample import check_fields
@@ -28,6 +29,7 @@ from vidgen.runs import (
     AtomicCheckpointIO,
     RunRecorder,
     StepProgressBar,
+    is_global_zero,
     last_checkpoint,
     prepare_run_dir,
     wandb_run_id,
@@ -92,7 +94,9 @@ def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu")
+        raise ConfigError(
+            "trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu"
+        )
     devices = t.devices
     if devices == "auto":
         devices = torch.cuda.device_count() if accelerator == "gpu" else 1
@@ -133,12 +137,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
             every_n_train_steps=int(cfg.train.checkpoint_every),
             save_top_k=-1,
             save_last=True,
+            save_on_train_epoch_end=True,  # a stop (max_steps, SIGUSR1, SIGTERM) saves last.ckpt there
         ),
         # Evaluation runs before the recorder so the final summary.json holds its metrics.
         EvalCallback(run_dir, every=int(cfg.train.eval_every), at_end=bool(cfg.train.eval_at_end)),
         RunRecorder(run_dir, exp, extra_summary={"backbone": cfg.backbone.name, "method": cfg.method.name}),
         StepProgressBar(),
-        *cluster_callbacks(cfg),
+        *cluster_callbacks(cfg, run_dir),
     ]
     loggers: list[Any] = []
     wb = cfg.logger.wandb
@@ -165,7 +170,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         callbacks.append(
-            EMAWeightAveraging(decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every))
+            EMAWeightAveraging(
+                decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every)
+            )
         )
     return L.Trainer(
         accelerator=accelerator,
@@ -194,6 +201,7 @@ def train(cfg: DictConfig) -> Path:
     cfg = resolve_micro_batch(cfg)
     spec = get_backbone(cfg.backbone.name)
     run_dir = prepare_run_dir(cfg)
+    preemption.begin_run(run_dir)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module_cls = method_class(cfg.method.name)
     datamodule = build_datamodule(cfg, spec)
@@ -215,7 +223,9 @@ def _finish_wandb() -> None:
     the same process would otherwise log into it)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+        wandb.finish(
+            exit_code=preemption.EXIT_INTERRUPTED if preemption.STATE.outcome == "interrupted" else 0
+        )
 
 
 def quiet_libraries() -> None:
@@ -226,24 +236,37 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no .validation_step.*")
     warnings.filterwarnings("ignore", message=".*overridden .transfer_batch_to_device. in .LightningModule.*")
-    warnings.filterwarnings("ignore", message=".*The .srun. command is available on your system but is not used.*")
+    warnings.filterwarnings(
+        "ignore", message=".*The .srun. command is available on your system but is not used.*"
+    )
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # "`weights_only` was not set" on every save by every rank: checkpoints are loaded weights_only.
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
-        print(overrides_help("train", 'exp=NAME [overrides...]'))
+        print(overrides_help("train", "exp=NAME [overrides...]"))
         return 0
+    preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
     try:
         cfg = load_config(argv)
         run_dir = train(cfg)
     except VidgenError as err:
+        preemption.finish_wandb(exit_code=err.exit_code)
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    print(f"run folder: {run_dir}")
-    return 0
+    except preemption.Interrupted:
+        run_dir = None  # SIGTERM during start-up; finish() says what to rerun
+    except BaseException:
+        preemption.finish_wandb(exit_code=1)  # keep what was logged before the failure
+        raise
+    code = preemption.finish(argv, is_global_zero=is_global_zero())
+    if code == 0 and preemption.STATE.outcome is None:
+        print(f"run folder: {run_dir}")
+    return code
 
 
 if __name__ == "__main__":

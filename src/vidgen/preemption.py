@@ -1,0 +1,220 @@
+"""Signals that end training early, handled from process start to exit (docs/slurm.md section 5).
+
+    SIGUSR1  SLURM's warning before the time limit (`--signal=SIGUSR1@90`) or a site's preemption
+             notice: stop and save at the next optimizer step, requeue the job, exit 0.
+    SIGTERM  scancel, preemption, Kubernetes: the same without the requeue; summary `interrupted`,
+             exit 143 and the command that resumes the run.
+
+`install()` sets the handlers at process start; they only record the signal, except SIGTERM during
+start-up, which aborts at once (nothing to save yet). `StopOnSignal` acts at a step all ranks agree
+on; `finish()` closes the exit path: summary status, W&B flushed, then the requeue as the last act.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143: what a shell reports for a process ended by SIGTERM
+HANDLED = (signal.SIGUSR1, signal.SIGTERM)
+HPC_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's requeue saves, which earlier vidgen versions also wrote
+
+
+class Interrupted(BaseException):
+    """A signal before the first step: leave at once, saving nothing (BaseException: no `except
+    Exception` swallows it; a stop through the training loop would save a checkpoint at its end)."""
+
+
+@dataclass
+class ProcessState:
+    received: int = 0  # 0, SIGUSR1 or SIGTERM (SIGTERM wins: it is the more urgent)
+    phase: str = "off"  # off (handlers not installed) | startup | training | finished
+    outcome: str | None = None  # requeued | interrupted, once training stopped on a signal
+    step: int | None = None  # the optimizer step training stopped at
+    run_dir: Path | None = None  # set by vidgen.train once the run folder exists
+
+
+STATE = ProcessState()
+
+
+def _handler(signum: int, frame) -> None:
+    if STATE.received != signal.SIGTERM:
+        STATE.received = signum
+    if signum == signal.SIGTERM and STATE.phase == "startup":
+        raise Interrupted()
+
+
+def install() -> None:
+    """At process start, in the main thread: before it, Python's default action kills the process."""
+    _reset(phase="startup")
+    if threading.current_thread() is threading.main_thread():
+        for sig in HANDLED:
+            signal.signal(sig, _handler)
+
+
+def _reset(**fields) -> None:
+    vars(STATE).update(vars(ProcessState(**fields)))  # in place: other modules hold STATE
+
+
+def begin_run(run_dir: Path) -> None:
+    """vidgen.train, once the run folder exists. A second training in the same process starts clean."""
+    if STATE.phase == "finished":
+        _reset()
+    STATE.run_dir = Path(run_dir)
+
+
+def _code(received: int) -> int:
+    return {signal.SIGUSR1: 1, signal.SIGTERM: 2}.get(received, 0)
+
+
+class StopOnSignal(L.Callback):
+    """Stop at an optimizer step every rank agrees on (an all-reduce of the signal flag, max).
+
+    Stopping ends the epoch, and ModelCheckpoint (`save_on_train_epoch_end=True` in vidgen.train)
+    saves `checkpoints/last.ckpt` there, unless that step's periodic save already wrote it: one save
+    per preemption, never a second full checkpoint. Outcome `requeued` on SIGUSR1 (when `requeue`),
+    else `interrupted`. A signal during start-up stops before the first step: nothing is saved (the
+    state is the one just loaded). `hpc_ckpt_*` files of older vidgen versions (Lightning's requeue
+    save) are deleted once a newer last.ckpt exists.
+    """
+
+    def __init__(self, run_dir: Path, requeue: bool):
+        self.run_dir, self.requeue = Path(run_dir), requeue
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stepped = False
+        if STATE.phase == "off":
+            return  # train() called in-process without install(): leave the signals to Lightning
+        # Lightning's SIGTERM handler broadcasts inside the handler, which deadlocks when another rank
+        # waits in a collective; take SIGTERM back (Lightning restores ours at its teardown).
+        signal.signal(signal.SIGTERM, _handler)
+        STATE.phase = "training"
+        self._check(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if STATE.phase == "training" and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            self._stepped = True
+            self._check(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if STATE.phase == "training":
+            STATE.phase = "finished"
+        if trainer.is_global_zero:
+            remove_stale_hpc_checkpoints(self.run_dir)
+
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        flag = torch.tensor(float(_code(STATE.received)), device=pl_module.device)
+        agreed = int(trainer.strategy.reduce(flag, reduce_op="max"))
+        if agreed == 0:
+            return
+        STATE.step, STATE.phase = int(trainer.global_step), "finished"
+        STATE.outcome = "requeued" if agreed == 1 and self.requeue else "interrupted"
+        if trainer.is_global_zero:
+            name = "SIGTERM" if agreed == 2 else "SIGUSR1"
+            what = "saving checkpoints/last.ckpt" if self._stepped else "nothing new to save"
+            print(f"{name} at step {STATE.step}: {what}; stopping ({STATE.outcome})", flush=True)
+        if not self._stepped:
+            raise Interrupted()  # every rank agreed, so every rank leaves here
+        trainer.should_stop = True
+
+
+def remove_stale_hpc_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete `hpc_ckpt_*.ckpt` (Lightning's requeue saves) older than checkpoints/last.ckpt: each is
+    a full checkpoint, and without this every preemption of an older version left one for good."""
+    import shutil
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return []
+    removed = []
+    for path in run_dir.glob(HPC_GLOB):
+        if path.stat().st_mtime_ns < last.stat().st_mtime_ns:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()  # DeepSpeed saves a folder
+            removed.append(path)
+    return removed
+
+
+# ----------------------------------------------------------------------------- the exit path
+def finish(argv: list[str], is_global_zero: bool) -> int:
+    """The end of the process, after training returned or start-up was interrupted: status, W&B
+    flushed, the requeue last; returns the exit code.
+
+    0 when training completed or the job was requeued (every rank exits 0: `srun
+    --kill-on-bad-exit` would kill the others), EXIT_INTERRUPTED (143) after a SIGTERM, with the
+    command to rerun. A signal after training finished changes nothing: the run is complete.
+    """
+    outcome = STATE.outcome
+    if outcome is None and STATE.received == signal.SIGTERM and STATE.phase != "finished":
+        outcome = "interrupted"
+    run_dir = STATE.run_dir
+    if outcome is not None and run_dir is not None and is_global_zero:
+        _record_status(run_dir, outcome)
+    finish_wandb(exit_code=0 if outcome in (None, "requeued") else EXIT_INTERRUPTED)
+    if outcome == "requeued":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue SIGTERMs the job; we exit anyway
+        if is_global_zero:
+            from vidgen.slurm_requeue import requeue_job
+
+            requeue_job(STATE.step)
+        return 0
+    if outcome == "interrupted":
+        if is_global_zero:
+            print(_rerun_message(run_dir, argv), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _record_status(run_dir: Path, status: str) -> None:
+    import json
+
+    from vidgen.runs import SUMMARY_FILE, _atomic_write_text, read_summary
+
+    summary = read_summary(run_dir)
+    if not summary:
+        return  # stopped before the run folder had a summary: nothing to correct
+    summary["status"] = status
+    if STATE.step is not None:
+        summary["global_step"] = STATE.step
+    summary["stop_signal"] = "SIGTERM" if STATE.received == signal.SIGTERM else "SIGUSR1"
+    summary.pop("error", None)
+    _atomic_write_text(Path(run_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Flush and close this process's W&B run, then stop wandb's service process, on every exit path.
+
+    Before a requeue this must come first: the requeue SIGTERMs every process of the job, wandb's
+    included, and what it had not written is lost. A service already gone (SIGTERM reached it
+    first) is reported, not raised: the run's status is on disk already.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is None:
+        return
+    try:
+        if getattr(wandb, "run", None) is not None:
+            wandb.finish(exit_code=exit_code)
+        wandb.teardown()
+    except Exception as err:  # noqa: BLE001 - the service may have died with the job's SIGTERM
+        print(f"warning: W&B could not be flushed ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+
+
+def _rerun_message(run_dir: Path | None, argv: list[str]) -> str:
+    from vidgen.runs import last_checkpoint
+
+    step = f" at step {STATE.step}" if STATE.step is not None else " during start-up"
+    if run_dir is None:
+        return f"interrupted by SIGTERM{step}; rerun: vidgen train {shlex.join(argv)}"
+    kept = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in ("run.dir", "run.name", "run.root")]
+    ckpt = last_checkpoint(run_dir)
+    start = f"resumes from {ckpt}" if ckpt else "starts again from step 0 (no checkpoint yet)"
+    return (
+        f"interrupted by SIGTERM{step}; the run {start}. Rerun:\n"
+        f"  vidgen train {shlex.join([*kept, f'run.dir={run_dir}'])}"
+    )

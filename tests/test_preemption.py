@@ -1,0 +1,132 @@
+"""SIGUSR1 / SIGTERM from process start to exit (vidgen.preemption), in-process on the CPU.
+
+A callback sends the signal to this process at a chosen point (start-up, step k, after training);
+`vidgen.train.main` runs as `python -m vidgen.train` would. The requeue itself (scontrol) is
+recorded instead of run; tests/test_slurm.py runs the same paths on a real SLURM cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+import pytest
+import torch
+
+from vidgen import preemption
+from vidgen.report.wandb_offline import read_run
+from vidgen.runs import read_metrics, read_summary
+from vidgen.train import main
+
+
+class SignalAt(L.Callback):
+    """Send `sig` to this process at `when`: "startup" (on_fit_start), a step number, or "end"."""
+
+    def __init__(self, sig: int, when):
+        self.sig, self.when = sig, when
+
+    def on_fit_start(self, trainer, pl_module):
+        if self.when == "startup":
+            os.kill(os.getpid(), self.sig)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.when:
+            os.kill(os.getpid(), self.sig)
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.when == "end":
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.fixture
+def signals(monkeypatch):
+    """Schedule signals per training call; record requeues; restore this process's handlers after."""
+    saved = {sig: signal.getsignal(sig) for sig in preemption.HANDLED}
+    schedule: list[tuple[int, object] | None] = []
+    requeues: list[int | None] = []
+
+    def callbacks(cfg, run_dir):
+        planned = schedule.pop(0) if schedule else None
+        return [*([SignalAt(*planned)] if planned else []), preemption.StopOnSignal(run_dir, requeue=True)]
+
+    monkeypatch.setattr("vidgen.train.cluster_callbacks", callbacks)
+    monkeypatch.setattr("vidgen.slurm_requeue.requeue_job", lambda step: requeues.append(step) or True)
+    yield schedule, requeues
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    preemption._reset()
+
+
+def _losses(run_dir):
+    return [(int(r["step"]), r["train/loss"], r["lr"]) for r in read_metrics(run_dir)]
+
+
+def _history_steps(run_dir):
+    """Optimizer steps with a train/loss row in every W&B segment of the run (wandb's protobuf records)."""
+    steps = []
+    for path in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
+        steps += [int(h["trainer/global_step"]) + 1 for h in read_run(path).history if "train/loss" in h]
+    return steps
+
+
+def test_sigusr1_at_startup_and_mid_run_requeue_and_resume_exactly(smoke, tmp_path, signals, capsys):
+    schedule, requeues = signals
+    straight = tmp_path / "straight"
+    assert main(smoke("logger=none", run_dir=straight)) == 0
+    run = tmp_path / "run"
+    argv = smoke("train.log_every=1")
+    schedule += [(signal.SIGUSR1, "startup"), (signal.SIGUSR1, 4), None]
+
+    assert main(argv) == 0  # 1. signal during start-up: requeued before step 1, nothing saved
+    assert requeues == [0] and read_summary(run)["status"] == "requeued" and read_summary(run)["global_step"] == 0
+    assert not list(run.rglob("*.ckpt")) and read_metrics(run) == []
+    assert "SIGUSR1 at step 0: nothing new to save; stopping (requeued)" in capsys.readouterr().out
+
+    assert main(argv) == 0  # 2. signal at step 4 (a periodic checkpoint step): saved, requeued
+    assert requeues == [0, 4]
+    summary = read_summary(run)
+    assert summary["status"] == "requeued" and summary["global_step"] == 4 and summary["stop_signal"] == "SIGUSR1"
+    ckpts = run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "step=4.ckpt"]  # the periodic one is kept
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert _history_steps(run) == [1, 2, 3, 4]  # W&B flushed before the requeue
+
+    assert main(argv) == 0  # 3. resumes from the requeue save and completes
+    assert requeues == [0, 4] and read_summary(run)["status"] == "completed"
+    assert _losses(run) == _losses(straight)  # every loss and lr bit-identical
+    assert not list(run.glob("hpc_ckpt_*"))
+    assert _history_steps(run) == list(range(1, 9))  # W&B: every step once over the three segments
+
+
+def test_sigterm_mid_run_stops_records_interrupted_and_says_what_to_rerun(smoke, tmp_path, signals, capsys):
+    schedule, requeues = signals
+    schedule.append((signal.SIGTERM, 3))
+    run = tmp_path / "run"
+    assert main(smoke("train.log_every=1")) == preemption.EXIT_INTERRUPTED == 143
+    summary = read_summary(run)
+    assert summary["status"] == "interrupted" and summary["global_step"] == 3 and summary["stop_signal"] == "SIGTERM"
+    assert "error" not in summary and requeues == [] and not list(run.glob("hpc_ckpt_*"))
+    err = capsys.readouterr().err
+    assert f"interrupted by SIGTERM at step 3; the run resumes from {run / 'checkpoints' / 'last.ckpt'}" in err
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert f"vidgen train exp=ft_cogvideox preset=smoke train.log_every=1 run.dir={run}" in err
+    assert _history_steps(run) == [1, 2, 3]  # flushed on the way out
+    offline = read_run(next((run / "wandb").glob("offline-run-*/run-*.wandb")))
+    assert offline.exit_code == 143
+
+
+def test_sigterm_during_startup_exits_143(smoke, tmp_path, signals, capsys):
+    schedule, _ = signals
+    schedule.append((signal.SIGTERM, "startup"))
+    assert main(smoke("logger=none")) == 143
+    assert "interrupted by SIGTERM during start-up" in capsys.readouterr().err
+    assert read_metrics(tmp_path / "run") == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_signal_after_training_finishes_normally(smoke, tmp_path, signals, sig):
+    schedule, requeues = signals
+    schedule.append((sig, "end"))
+    assert main(smoke("logger=none", "train.max_steps=2")) == 0
+    assert read_summary(tmp_path / "run")["status"] == "completed" and requeues == []
