@@ -81,4 +81,4 @@ echo "vidgen: repo $VIDGEN_REPO, python $(command -v "$PYTHON")"
 # VIDGEN_SRUN_ARGS: extra srun options, e.g. "--cpu-bind=none".
 read -r -a srun_extra <<< "${VIDGEN_SRUN_ARGS:-}"
 exec srun --kill-on-bad-exit=1 "${srun_extra[@]}" \
-    "$PYTHON" -m vidgen.train "${derived[@]}" "$@"
+    "$PYTHON" -m vidgen.cli train "${derived[@]}" "$@"

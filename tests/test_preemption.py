@@ -17,6 +17,7 @@ import torch
 from vidgen import preemption
 from vidgen.report.wandb_offline import read_run
 from vidgen.runs import read_metrics, read_summary
+from vidgen.slurm_requeue import StopOnSignal
 from vidgen.train import main
 
 
@@ -48,7 +49,7 @@ def signals(monkeypatch):
 
     def callbacks(cfg, run_dir):
         planned = schedule.pop(0) if schedule else None
-        return [*([SignalAt(*planned)] if planned else []), preemption.StopOnSignal(run_dir, requeue=True)]
+        return [*([SignalAt(*planned)] if planned else []), StopOnSignal(run_dir, requeue=True)]
 
     monkeypatch.setattr("vidgen.train.cluster_callbacks", callbacks)
     monkeypatch.setattr("vidgen.slurm_requeue.requeue_job", lambda step: requeues.append(step) or True)
@@ -79,14 +80,22 @@ def test_sigusr1_at_startup_and_mid_run_requeue_and_resume_exactly(smoke, tmp_pa
     schedule += [(signal.SIGUSR1, "startup"), (signal.SIGUSR1, 4), None]
 
     assert main(argv) == 0  # 1. signal during start-up: requeued before step 1, nothing saved
-    assert requeues == [0] and read_summary(run)["status"] == "requeued" and read_summary(run)["global_step"] == 0
+    assert (
+        requeues == [0]
+        and read_summary(run)["status"] == "requeued"
+        and read_summary(run)["global_step"] == 0
+    )
     assert not list(run.rglob("*.ckpt")) and read_metrics(run) == []
     assert "SIGUSR1 at step 0: nothing new to save; stopping (requeued)" in capsys.readouterr().out
 
     assert main(argv) == 0  # 2. signal at step 4 (a periodic checkpoint step): saved, requeued
     assert requeues == [0, 4]
     summary = read_summary(run)
-    assert summary["status"] == "requeued" and summary["global_step"] == 4 and summary["stop_signal"] == "SIGUSR1"
+    assert (
+        summary["status"] == "requeued"
+        and summary["global_step"] == 4
+        and summary["stop_signal"] == "SIGUSR1"
+    )
     ckpts = run / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "step=4.ckpt"]  # the periodic one is kept
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
@@ -105,10 +114,16 @@ def test_sigterm_mid_run_stops_records_interrupted_and_says_what_to_rerun(smoke,
     run = tmp_path / "run"
     assert main(smoke("train.log_every=1")) == preemption.EXIT_INTERRUPTED == 143
     summary = read_summary(run)
-    assert summary["status"] == "interrupted" and summary["global_step"] == 3 and summary["stop_signal"] == "SIGTERM"
+    assert (
+        summary["status"] == "interrupted"
+        and summary["global_step"] == 3
+        and summary["stop_signal"] == "SIGTERM"
+    )
     assert "error" not in summary and requeues == [] and not list(run.glob("hpc_ckpt_*"))
     err = capsys.readouterr().err
-    assert f"interrupted by SIGTERM at step 3; the run resumes from {run / 'checkpoints' / 'last.ckpt'}" in err
+    assert (
+        f"interrupted by SIGTERM at step 3; the run resumes from {run / 'checkpoints' / 'last.ckpt'}" in err
+    )
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
     assert f"vidgen train exp=ft_cogvideox preset=smoke train.log_every=1 run.dir={run}" in err
     assert _history_steps(run) == [1, 2, 3]  # flushed on the way out

@@ -5,9 +5,10 @@
     SIGTERM  scancel, preemption, Kubernetes: the same without the requeue; summary `interrupted`,
              exit 143 and the command that resumes the run.
 
-`install()` sets the handlers at process start; they only record the signal, except SIGTERM during
-start-up, which aborts at once (nothing to save yet). `StopOnSignal` acts at a step all ranks agree
-on; `finish()` closes the exit path: summary status, W&B flushed, then the requeue as the last act.
+`install()` sets the handlers at process start (`vidgen train` before importing torch); they only
+record the signal, except SIGTERM during start-up, which aborts at once (nothing to save yet).
+`vidgen.slurm_requeue.StopOnSignal` acts at a step all ranks agree on; `finish()` closes the exit
+path: summary status, W&B flushed, then the requeue as the last act. No torch import here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import lightning as L
-import torch
 
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143: what a shell reports for a process ended by SIGTERM
 HANDLED = (signal.SIGUSR1, signal.SIGTERM)
@@ -52,7 +50,10 @@ def _handler(signum: int, frame) -> None:
 
 
 def install() -> None:
-    """At process start, in the main thread: before it, Python's default action kills the process."""
+    """At process start, in the main thread: before it, Python's default action kills the process.
+    A second call in start-up (`vidgen train` -> vidgen.train.main) keeps a signal already received."""
+    if STATE.phase == "startup":
+        return
     _reset(phase="startup")
     if threading.current_thread() is threading.main_thread():
         for sig in HANDLED:
@@ -70,75 +71,14 @@ def begin_run(run_dir: Path) -> None:
     STATE.run_dir = Path(run_dir)
 
 
-def _code(received: int) -> int:
+def signal_code(received: int) -> int:
+    """What the ranks all-reduce (max): 0 nothing, 1 SIGUSR1, 2 SIGTERM."""
     return {signal.SIGUSR1: 1, signal.SIGTERM: 2}.get(received, 0)
 
 
-class StopOnSignal(L.Callback):
-    """Stop at an optimizer step every rank agrees on (an all-reduce of the signal flag, max).
-
-    Stopping ends the epoch, and ModelCheckpoint (`save_on_train_epoch_end=True` in vidgen.train)
-    saves `checkpoints/last.ckpt` there, unless that step's periodic save already wrote it: one save
-    per preemption, never a second full checkpoint. Outcome `requeued` on SIGUSR1 (when `requeue`),
-    else `interrupted`. A signal during start-up stops before the first step: nothing is saved (the
-    state is the one just loaded). `hpc_ckpt_*` files of older vidgen versions (Lightning's requeue
-    save) are deleted once a newer last.ckpt exists.
-    """
-
-    def __init__(self, run_dir: Path, requeue: bool):
-        self.run_dir, self.requeue = Path(run_dir), requeue
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stepped = False
-        if STATE.phase == "off":
-            return  # train() called in-process without install(): leave the signals to Lightning
-        # Lightning's SIGTERM handler broadcasts inside the handler, which deadlocks when another rank
-        # waits in a collective; take SIGTERM back (Lightning restores ours at its teardown).
-        signal.signal(signal.SIGTERM, _handler)
-        STATE.phase = "training"
-        self._check(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if STATE.phase == "training" and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
-            self._stepped = True
-            self._check(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if STATE.phase == "training":
-            STATE.phase = "finished"
-        if trainer.is_global_zero:
-            remove_stale_hpc_checkpoints(self.run_dir)
-
-    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        flag = torch.tensor(float(_code(STATE.received)), device=pl_module.device)
-        agreed = int(trainer.strategy.reduce(flag, reduce_op="max"))
-        if agreed == 0:
-            return
-        STATE.step, STATE.phase = int(trainer.global_step), "finished"
-        STATE.outcome = "requeued" if agreed == 1 and self.requeue else "interrupted"
-        if trainer.is_global_zero:
-            name = "SIGTERM" if agreed == 2 else "SIGUSR1"
-            what = "saving checkpoints/last.ckpt" if self._stepped else "nothing new to save"
-            print(f"{name} at step {STATE.step}: {what}; stopping ({STATE.outcome})", flush=True)
-        if not self._stepped:
-            raise Interrupted()  # every rank agreed, so every rank leaves here
-        trainer.should_stop = True
-
-
-def remove_stale_hpc_checkpoints(run_dir: Path) -> list[Path]:
-    """Delete `hpc_ckpt_*.ckpt` (Lightning's requeue saves) older than checkpoints/last.ckpt: each is
-    a full checkpoint, and without this every preemption of an older version left one for good."""
-    import shutil
-
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        return []
-    removed = []
-    for path in run_dir.glob(HPC_GLOB):
-        if path.stat().st_mtime_ns < last.stat().st_mtime_ns:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()  # DeepSpeed saves a folder
-            removed.append(path)
-    return removed
+def handler():
+    """The handler `install()` sets (StopOnSignal puts it back after Lightning replaced it)."""
+    return _handler
 
 
 # ----------------------------------------------------------------------------- the exit path
@@ -160,9 +100,9 @@ def finish(argv: list[str], is_global_zero: bool) -> int:
     if outcome == "requeued":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue SIGTERMs the job; we exit anyway
         if is_global_zero:
-            from vidgen.slurm_requeue import requeue_job
+            from vidgen import slurm_requeue
 
-            requeue_job(STATE.step)
+            slurm_requeue.requeue_job(STATE.step)
         return 0
     if outcome == "interrupted":
         if is_global_zero:

@@ -144,7 +144,7 @@ def cluster_plugins(cfg: DictConfig) -> list:
     Under SLURM: Lightning's SLURMEnvironment (ranks, nodes and the master address from SLURM). Its
     own auto-requeue is off: Lightning saves inside the SIGUSR1 handler, i.e. wherever each rank
     happens to be, and the save's barrier can pair with another rank's gradient all-reduce and hang
-    (seen on the test cluster). `vidgen.preemption.StopOnSignal` (from `cluster_callbacks`) saves at
+    (seen on the test cluster). `vidgen.slurm_requeue.StopOnSignal` (from `cluster_callbacks`) saves at
     a step boundary all ranks agree on.
     """
     if not in_slurm_job():
@@ -157,6 +157,6 @@ def cluster_plugins(cfg: DictConfig) -> list:
 def cluster_callbacks(cfg: DictConfig, run_dir) -> list:
     """StopOnSignal, everywhere (SIGTERM is sent by SLURM and Kubernetes alike); it requeues on
     SIGUSR1 under SLURM unless `+trainer.auto_requeue=false` (then it saves and stops)."""
-    from vidgen.preemption import StopOnSignal
+    from vidgen.slurm_requeue import StopOnSignal
 
     return [StopOnSignal(run_dir, requeue=in_slurm_job() and _requeue_enabled(cfg))]
