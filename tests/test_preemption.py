@@ -101,7 +101,9 @@ def test_sigusr1_at_startup_and_mid_run_requeue_and_resume_exactly(smoke, tmp_pa
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
     assert _history_steps(run) == [1, 2, 3, 4]  # W&B flushed before the requeue
 
+    capsys.readouterr()
     assert main(argv) == 0  # 3. resumes from the requeue save and completes
+    assert "8/8" in capsys.readouterr().out  # the progress bar counts the whole run (was 8/4)
     assert requeues == [0, 4] and read_summary(run)["status"] == "completed"
     assert _losses(run) == _losses(straight)  # every loss and lr bit-identical
     assert not list(run.glob("hpc_ckpt_*"))

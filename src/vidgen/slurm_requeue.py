@@ -83,6 +83,9 @@ class StopOnSignal(L.Callback):
         agreed = int(trainer.strategy.reduce(flag, reduce_op="max"))
         if agreed == 0:
             return
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            STATE.phase = "finished"  # the last step: training is complete, nothing to requeue
+            return
         STATE.step, STATE.phase = int(trainer.global_step), "finished"
         STATE.outcome = "requeued" if agreed == 1 and self.requeue else "interrupted"
         if trainer.is_global_zero:
