@@ -37,6 +37,7 @@ class ProcessState:
     outcome: str | None = None  # requeued | interrupted, once training stopped on a signal
     step: int | None = None  # the optimizer step training stopped at
     run_dir: Path | None = None  # set by vidgen.train once the run folder exists
+    agreed: bool = False  # the stop was agreed by all ranks (StopOnSignal), so all ranks exit together
 
 
 STATE = ProcessState()
@@ -97,8 +98,13 @@ def finish(argv: list[str], is_global_zero: bool) -> int:
     if outcome is not None and run_dir is not None and is_global_zero:
         _record_status(run_dir, outcome)
     finish_wandb(exit_code=0 if outcome in (None, "requeued") else EXIT_INTERRUPTED)
+    if outcome is not None:
+        signal.signal(
+            signal.SIGTERM, signal.SIG_IGN
+        )  # the requeue / the job's end SIGTERMs us: we exit anyway
+        if STATE.agreed:
+            _barrier()  # every rank is done before one exits (srun --kill-on-bad-exit) or requeues
     if outcome == "requeued":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue SIGTERMs the job; we exit anyway
         if is_global_zero:
             from vidgen import slurm_requeue
 
@@ -109,6 +115,16 @@ def finish(argv: list[str], is_global_zero: bool) -> int:
             print(_rerun_message(run_dir, argv), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _barrier() -> None:
+    """All ranks meet once more (they agreed on the stop, so all of them are here)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception as err:  # noqa: BLE001 - a rank that died already: exit anyway
+            print(f"warning: ranks did not meet before exit ({type(err).__name__}: {err})", file=sys.stderr)
 
 
 def _record_status(run_dir: Path, status: str) -> None:
@@ -127,7 +143,7 @@ def _record_status(run_dir: Path, status: str) -> None:
     _atomic_write_text(Path(run_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
-def finish_wandb(exit_code: int = 0) -> None:
+def finish_wandb(exit_code: int = 0, teardown: bool = True) -> None:
     """Flush and close this process's W&B run, then stop wandb's service process, on every exit path.
 
     Before a requeue this must come first: the requeue SIGTERMs every process of the job, wandb's
@@ -140,7 +156,8 @@ def finish_wandb(exit_code: int = 0) -> None:
     try:
         if getattr(wandb, "run", None) is not None:
             wandb.finish(exit_code=exit_code)
-        wandb.teardown()
+        if teardown:
+            wandb.teardown()
     except Exception as err:  # noqa: BLE001 - the service may have died with the job's SIGTERM
         print(f"warning: W&B could not be flushed ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 

@@ -86,7 +86,7 @@ class StopOnSignal(L.Callback):
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
             STATE.phase = "finished"  # the last step: training is complete, nothing to requeue
             return
-        STATE.step, STATE.phase = int(trainer.global_step), "finished"
+        STATE.step, STATE.phase, STATE.agreed = int(trainer.global_step), "finished", True
         STATE.outcome = "requeued" if agreed == 1 and self.requeue else "interrupted"
         if trainer.is_global_zero:
             name = "SIGTERM" if agreed == 2 else "SIGUSR1"

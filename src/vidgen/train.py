@@ -220,12 +220,9 @@ def train(cfg: DictConfig) -> Path:
 
 def _finish_wandb() -> None:
     """Close this process's W&B run after training (Lightning leaves it open; a second training in
-    the same process would otherwise log into it)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(
-            exit_code=preemption.EXIT_INTERRUPTED if preemption.STATE.outcome == "interrupted" else 0
-        )
+    the same process would otherwise log into it). vidgen.preemption.finish stops wandb's service."""
+    interrupted = preemption.STATE.outcome == "interrupted"
+    preemption.finish_wandb(exit_code=preemption.EXIT_INTERRUPTED if interrupted else 0, teardown=False)
 
 
 def quiet_libraries() -> None:
