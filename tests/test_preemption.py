@@ -49,7 +49,9 @@ def signals(monkeypatch):
 
     def callbacks(cfg, run_dir):
         planned = schedule.pop(0) if schedule else None
-        return [*([SignalAt(*planned)] if planned else []), StopOnSignal(run_dir, requeue=True)]
+        if planned is not None and not isinstance(planned, L.Callback):
+            planned = SignalAt(*planned)
+        return [*([planned] if planned else []), StopOnSignal(run_dir, requeue=True)]
 
     monkeypatch.setattr("vidgen.train.cluster_callbacks", callbacks)
     monkeypatch.setattr("vidgen.slurm_requeue.requeue_job", lambda step: requeues.append(step) or True)
@@ -71,25 +73,35 @@ def _history_steps(run_dir):
     return steps
 
 
-def test_sigusr1_at_startup_and_mid_run_requeue_and_resume_exactly(smoke, tmp_path, signals, capsys):
+def test_sigusr1_during_startup_requeues_before_the_first_step_saving_nothing(
+    smoke, tmp_path, signals, capsys
+):
+    schedule, requeues = signals
+    schedule.append((signal.SIGUSR1, "startup"))
+    run = tmp_path / "run"
+    assert (
+        main(smoke("logger=none")) == 0
+    )  # was: killed by SIGUSR1's default action (exit 138), never requeued
+    assert requeues == [0]
+    summary = read_summary(run)
+    assert summary["status"] == "requeued" and summary["global_step"] == 0 and "error" not in summary
+    assert not list(run.rglob("*.ckpt")) and read_metrics(run) == []
+    assert "SIGUSR1 at step 0: nothing new to save; stopping (requeued)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sigusr1_mid_run_requeues_and_resumes_exactly_with_every_step_in_wandb(
+    smoke, tmp_path, signals, capsys
+):
     schedule, requeues = signals
     straight = tmp_path / "straight"
     assert main(smoke("logger=none", run_dir=straight)) == 0
     run = tmp_path / "run"
     argv = smoke("train.log_every=1")
-    schedule += [(signal.SIGUSR1, "startup"), (signal.SIGUSR1, 4), None]
+    schedule += [(signal.SIGUSR1, 4), None]
 
-    assert main(argv) == 0  # 1. signal during start-up: requeued before step 1, nothing saved
-    assert (
-        requeues == [0]
-        and read_summary(run)["status"] == "requeued"
-        and read_summary(run)["global_step"] == 0
-    )
-    assert not list(run.rglob("*.ckpt")) and read_metrics(run) == []
-    assert "SIGUSR1 at step 0: nothing new to save; stopping (requeued)" in capsys.readouterr().out
-
-    assert main(argv) == 0  # 2. signal at step 4 (a periodic checkpoint step): saved, requeued
-    assert requeues == [0, 4]
+    assert main(argv) == 0  # signal at step 4 (a periodic checkpoint step): saved once, requeued
+    assert requeues == [4]
     summary = read_summary(run)
     assert (
         summary["status"] == "requeued"
@@ -102,12 +114,12 @@ def test_sigusr1_at_startup_and_mid_run_requeue_and_resume_exactly(smoke, tmp_pa
     assert _history_steps(run) == [1, 2, 3, 4]  # W&B flushed before the requeue
 
     capsys.readouterr()
-    assert main(argv) == 0  # 3. resumes from the requeue save and completes
+    assert main(argv) == 0  # resumes and completes
     assert "8/8" in capsys.readouterr().out  # the progress bar counts the whole run (was 8/4)
-    assert requeues == [0, 4] and read_summary(run)["status"] == "completed"
+    assert requeues == [4] and read_summary(run)["status"] == "completed"
     assert _losses(run) == _losses(straight)  # every loss and lr bit-identical
     assert not list(run.glob("hpc_ckpt_*"))
-    assert _history_steps(run) == list(range(1, 9))  # W&B: every step once over the three segments
+    assert _history_steps(run) == list(range(1, 9))  # W&B: every step once over the two segments
 
 
 def test_sigterm_mid_run_stops_records_interrupted_and_says_what_to_rerun(smoke, tmp_path, signals, capsys):
@@ -131,6 +143,24 @@ def test_sigterm_mid_run_stops_records_interrupted_and_says_what_to_rerun(smoke,
     assert _history_steps(run) == [1, 2, 3]  # flushed on the way out
     offline = read_run(next((run / "wandb").glob("offline-run-*/run-*.wandb")))
     assert offline.exit_code == 143
+
+
+class SigtermThenWandbDies(SignalAt):
+    """A hard kill: SIGTERM reaches wandb's service too, and the next W&B call fails."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.global_step == self.when:
+            raise ConnectionResetError("Connection lost")
+
+
+def test_a_failure_after_sigterm_is_recorded_interrupted_not_failed(smoke, tmp_path, signals, capsys):
+    schedule, _ = signals
+    schedule.append(SigtermThenWandbDies(signal.SIGTERM, 2))
+    assert main(smoke("logger=none")) == 143  # no traceback
+    summary = read_summary(tmp_path / "run")
+    assert summary["status"] == "interrupted" and summary["global_step"] == 2 and "error" not in summary
+    assert "interrupted by SIGTERM; the run starts again from step 0" in capsys.readouterr().err
 
 
 def test_sigterm_during_startup_exits_143(smoke, tmp_path, signals, capsys):

@@ -165,7 +165,8 @@ def finish_wandb(exit_code: int = 0, teardown: bool = True) -> None:
 def _rerun_message(run_dir: Path | None, argv: list[str]) -> str:
     from vidgen.runs import last_checkpoint
 
-    step = f" at step {STATE.step}" if STATE.step is not None else " during start-up"
+    step = f" at step {STATE.step}" if STATE.step is not None else ""
+    step = " during start-up" if STATE.phase == "startup" else step
     if run_dir is None:
         return f"interrupted by SIGTERM{step}; rerun: vidgen train {shlex.join(argv)}"
     kept = [a for a in argv if a.lstrip("+").split("=", 1)[0] not in ("run.dir", "run.name", "run.root")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     except preemption.Interrupted:
         run_dir = None  # SIGTERM during start-up; finish() says what to rerun
     except BaseException:
+        if preemption.STATE.received == signal.SIGTERM:  # e.g. wandb's service died of the job's SIGTERM
+            return preemption.finish(argv, is_global_zero=is_global_zero())
         preemption.finish_wandb(exit_code=1)  # keep what was logged before the failure
         raise
     code = preemption.finish(argv, is_global_zero=is_global_zero())
