@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                 preemption.install()
 
             module, func = COMMANDS[command].split(":")
-            return getattr(importlib.import_module(module), func)(rest)
+            code = getattr(importlib.import_module(module), func)(rest)
+            if command == "train":
+                preemption.ignore_late_signals()
+            return code
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

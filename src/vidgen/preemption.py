@@ -117,6 +117,14 @@ def finish(argv: list[str], is_global_zero: bool) -> int:
     return 0
 
 
+def ignore_late_signals() -> None:
+    """The process is leaving with its exit code decided: a signal during interpreter shutdown (our
+    handlers are gone by then, the default action kills) must not turn a finished run into a
+    killed one. Only for the process's own exit, never in-process callers."""
+    for sig in HANDLED:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _barrier() -> None:
     """All ranks meet once more (they agreed on the stop, so all of them are here)."""
     dist = sys.modules.get("torch.distributed")

@@ -270,4 +270,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    preemption.ignore_late_signals()
+    sys.exit(exit_code)
