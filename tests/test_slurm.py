@@ -211,7 +211,10 @@ def test_deepspeed_on_a_cpu_allocation_fails_with_a_clear_message(slurm, tmp_pat
 def test_sigusr1_during_startup_requeues_without_saving(slurm, straight, tmp_path):
     job, run = submit(slurm, tmp_path, *LONG)
     wait_for_step(slurm, job)
-    slurm.run("scancel", "--signal=USR1", job)  # the tasks are importing torch / building the model
+    deadline = time.time() + 120
+    while not (run / "config.yaml").is_file() and time.time() < deadline:  # the tasks run python
+        time.sleep(0.05)
+    slurm.run("scancel", "--signal=USR1", job)  # they are building the model / starting DDP
     assert slurm.wait(job, timeout=400) == "COMPLETED", job_log(slurm, job)
     log = job_log(slurm, job)
     assert int(slurm.job_field(job, "Restarts")) == 1, log  # requeued, not FAILED (exit 138)

@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 preemption.install()
 
             module, func = COMMANDS[command].split(":")
-            code = getattr(importlib.import_module(module), func)(rest)
-            if command == "train":
-                preemption.ignore_late_signals()
-            return code
+            return getattr(importlib.import_module(module), func)(rest)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

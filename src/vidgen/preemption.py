@@ -13,6 +13,7 @@ path: summary status, W&B flushed, then the requeue as the last act. No torch im
 
 from __future__ import annotations
 
+import atexit
 import shlex
 import signal
 import sys
@@ -53,12 +54,13 @@ def _handler(signum: int, frame) -> None:
 def install() -> None:
     """At process start, in the main thread: before it, Python's default action kills the process.
     A second call in start-up (`vidgen train` -> vidgen.train.main) keeps a signal already received."""
-    if STATE.phase == "startup":
-        return
-    _reset(phase="startup")
+    if STATE.phase != "startup":
+        _reset(phase="startup")
     if threading.current_thread() is threading.main_thread():
         for sig in HANDLED:
             signal.signal(sig, _handler)
+        atexit.unregister(ignore_late_signals)  # one entry, however often install() runs
+        atexit.register(ignore_late_signals)
 
 
 def _reset(**fields) -> None:
@@ -118,9 +120,8 @@ def finish(argv: list[str], is_global_zero: bool) -> int:
 
 
 def ignore_late_signals() -> None:
-    """The process is leaving with its exit code decided: a signal during interpreter shutdown (our
-    handlers are gone by then, the default action kills) must not turn a finished run into a
-    killed one. Only for the process's own exit, never in-process callers."""
+    """At exit (atexit, after wandb's own teardown): a signal while the interpreter shuts down, when
+    Python has put the default actions back, must not turn a finished run into a killed one."""
     for sig in HANDLED:
         signal.signal(sig, signal.SIG_IGN)
 

@@ -270,6 +270,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    preemption.ignore_late_signals()
-    sys.exit(exit_code)
+    sys.exit(main())
