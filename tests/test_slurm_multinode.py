@@ -26,7 +26,7 @@ from test_slurm import (
 from vidgen.runs import read_summary
 
 slurm = slurm_fixture(nodes=2)
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 TWO_NODES = ("--gpus-per-node=0", "--nodes=2", "--ntasks-per-node=1")
 ONE_NODE = ("--gpus-per-node=0", "--nodes=1", "--ntasks-per-node=2")
 
@@ -34,7 +34,7 @@ ONE_NODE = ("--gpus-per-node=0", "--nodes=1", "--ntasks-per-node=2")
 @pytest.fixture(scope="module")
 def two_node_run(slurm, tmp_path_factory):
     job, run = submit(slurm, tmp_path_factory.mktemp("two_nodes"), *LONG, alloc=TWO_NODES)
-    assert slurm.wait(job, timeout=400) == "COMPLETED", job_log(slurm, job)
+    assert slurm.wait(job, timeout=900) == "COMPLETED", job_log(slurm, job)
     return job, run
 
 
@@ -45,7 +45,7 @@ def test_two_nodes_by_one_task_equal_one_node_by_two_tasks_loss_for_loss(slurm, 
     summary = read_summary(run)
     assert summary["num_nodes"] == 2 and summary["world_size"] == 2 and summary["status"] == "completed"
     one_job, one_run = submit(slurm, tmp_path, *LONG, alloc=ONE_NODE)
-    assert slurm.wait(one_job, timeout=400) == "COMPLETED", job_log(slurm, one_job)
+    assert slurm.wait(one_job, timeout=900) == "COMPLETED", job_log(slurm, one_job)
     assert read_summary(one_run)["num_nodes"] == 1
     assert losses(run) == losses(one_run)  # bit-identical: same ranks, same data shards, same reductions
     assert len(losses(run)) == STEPS
@@ -58,7 +58,7 @@ def test_two_node_preemption_resumes_exactly(slurm, two_node_run, tmp_path):
     wait_for_requeue(slurm, job, restarts=1)
     stopped = read_summary(run)
     assert stopped["status"] == "requeued" and stopped["num_nodes"] == 2
-    assert slurm.wait(job, timeout=400) == "COMPLETED", job_log(slurm, job)
+    assert slurm.wait(job, timeout=900) == "COMPLETED", job_log(slurm, job)
     assert_clean_requeue(slurm, job)
     assert losses(run) == losses(two_node_run[1])
     assert wandb_steps(run) == list(range(1, STEPS + 1))
