@@ -17,7 +17,7 @@ import torch
 from vidgen import preemption
 from vidgen.report.wandb_offline import read_run
 from vidgen.runs import read_metrics, read_summary
-from vidgen.slurm_requeue import StopOnSignal
+from vidgen.slurm_requeue import StopOnSignal, sigterm_tolerant_wandb_logger
 from vidgen.train import main
 
 
@@ -177,3 +177,17 @@ def test_signal_after_training_finishes_normally(smoke, tmp_path, signals, sig):
     schedule.append((sig, "end"))
     assert main(smoke("logger=none", "train.max_steps=2")) == 0
     assert read_summary(tmp_path / "run")["status"] == "completed" and requeues == []
+
+
+def test_wandb_logger_survives_a_dead_service_only_after_sigterm(tmp_path, signals, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    def dead_service(self, metrics, step=None):
+        raise ConnectionResetError("Connection lost")
+
+    monkeypatch.setattr(WandbLogger, "log_metrics", dead_service)
+    logger = sigterm_tolerant_wandb_logger(save_dir=str(tmp_path), offline=True)
+    with pytest.raises(ConnectionResetError):  # before a SIGTERM: a real failure
+        logger.log_metrics({"train/loss": 1.0}, step=1)
+    preemption.STATE.received = signal.SIGTERM  # the job's SIGTERM reached wandb's service too
+    logger.log_metrics({"train/loss": 1.0}, step=2)  # the stop goes on to save last.ckpt

@@ -109,3 +109,20 @@ def remove_stale_hpc_checkpoints(run_dir: Path) -> list[Path]:
             shutil.rmtree(path) if path.is_dir() else path.unlink()  # DeepSpeed saves a folder
             removed.append(path)
     return removed
+
+
+def sigterm_tolerant_wandb_logger(**kwargs):
+    """Lightning's WandbLogger whose `log_metrics` survives wandb's service dying of the job's SIGTERM
+    (SLURM signals every process of the job): without this the W&B call of the stop step raises and
+    the stop never reaches the save of last.ckpt. Before a SIGTERM every error is raised as before."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    class _Logger(WandbLogger):
+        def log_metrics(self, metrics, step=None) -> None:
+            try:
+                super().log_metrics(metrics, step)
+            except Exception:
+                if STATE.received != signal.SIGTERM:
+                    raise
+
+    return _Logger(**kwargs)

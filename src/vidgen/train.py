@@ -149,10 +149,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     loggers: list[Any] = []
     wb = cfg.logger.wandb
     if wb.enabled:
-        from lightning.pytorch.loggers import WandbLogger
+        from vidgen.slurm_requeue import sigterm_tolerant_wandb_logger
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        wandb_logger = WandbLogger(
+        wandb_logger = sigterm_tolerant_wandb_logger(
             project=wb.project,
             entity=wb.entity,
             name=f"{exp}/{cfg.run.name}",
@@ -258,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except preemption.Interrupted:
         run_dir = None  # SIGTERM during start-up; finish() says what to rerun
-    except BaseException:
+    except BaseException as err:
         if preemption.STATE.received == signal.SIGTERM:  # e.g. wandb's service died of the job's SIGTERM
+            print(f"after SIGTERM: {type(err).__name__}: {err}", file=sys.stderr)
             return preemption.finish(argv, is_global_zero=is_global_zero())
         preemption.finish_wandb(exit_code=1)  # keep what was logged before the failure
         raise
