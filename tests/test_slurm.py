@@ -189,6 +189,9 @@ def test_requeued_sweep_array_task_resumes_its_own_run(slurm, tmp_path):
     assert state == "COMPLETED", log
     assert int(slurm.job_field(task, "Restarts")) >= 1
     assert "requeued (restart 1): resuming its own run" in log
+    assert (
+        "Killed" not in log and "interrupted by SIGTERM at step" in log
+    )  # the requeue's SIGTERM: a clean stop
     assert (tmp_path / "agent_calls.log").read_text().splitlines() == [
         "agent --count 1 team/vidgen/stubsweep"
     ]
