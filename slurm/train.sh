@@ -38,6 +38,10 @@ if [[ -z "${VIDGEN_REPO:-}" ]]; then
     VIDGEN_REPO=$(cd "$(dirname "$script")/.." && pwd)
     [[ -f "$VIDGEN_REPO/pyproject.toml" ]] || VIDGEN_REPO="${SLURM_SUBMIT_DIR:-$PWD}"
 fi
+if [[ ! -f "$VIDGEN_REPO/slurm/activate_env.sh" ]]; then
+    echo "vidgen: cannot find the vidgen repository (tried $VIDGEN_REPO); set VIDGEN_REPO=/path/to/vidgen" >&2
+    exit 2
+fi
 export VIDGEN_REPO
 cd "$VIDGEN_REPO"
 
@@ -76,9 +80,10 @@ echo "vidgen: job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ (array task $SLURM_A
      "on ${SLURM_JOB_NODELIST:-?}: $nodes node(s) x $tasks_per_node task(s), accelerator=$accelerator"
 echo "vidgen: repo $VIDGEN_REPO, python $(command -v "$PYTHON")"
 
-# One process per task; Lightning reads ranks from SLURM (SLURMEnvironment) and handles SIGUSR1.
+# One process per task; Lightning reads ranks from SLURM (SLURMEnvironment). `vidgen train` handles
+# SIGUSR1 (save, requeue) and SIGTERM (save, exit 143) from its first instant (vidgen.preemption).
 # --kill-on-bad-exit: one failed rank ends the step instead of leaving the others hanging.
 # VIDGEN_SRUN_ARGS: extra srun options, e.g. "--cpu-bind=none".
 read -r -a srun_extra <<< "${VIDGEN_SRUN_ARGS:-}"
 exec srun --kill-on-bad-exit=1 "${srun_extra[@]}" \
-    "$PYTHON" -m vidgen.train "${derived[@]}" "$@"
+    "$PYTHON" -m vidgen.cli train "${derived[@]}" "$@"

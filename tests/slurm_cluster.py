@@ -1,15 +1,22 @@
-"""A real one-node SLURM cluster on loopback for the tests (Debian's slurm-wlm + munge).
+"""Real SLURM clusters on loopback for the tests (Debian's slurm-wlm + munge): one node, or two.
 
 `LocalSlurm.start()` installs the packages when `sbatch` is missing (apt-get, root only, once per
-machine), writes a minimal slurm.conf under a state folder in /tmp with this machine's hostname,
-and starts munged, slurmctld and slurmd; `stop()` kills exactly the daemons it started.
+machine), writes a minimal slurm.conf under a state folder in /tmp, and starts munged, slurmctld
+and one slurmd per node; `stop()` kills exactly the daemons it started.
+
+`LocalSlurm(nodes=1)` is one node named after this machine. `LocalSlurm(nodes=2)` is two nodes,
+`vidgen-n1` and `vidgen-n2`, each its own `slurmd -N NAME` with its own NodeHostname (loopback
+aliases 127.0.10.1 / .2 added to /etc/hosts when missing: SLURM refuses a duplicated
+NodeHostname), Port, spool folder and log, on its own ClusterName and ports, so it never disturbs
+a cluster already running on the machine. A 2-node job then runs its tasks under two slurmd, with
+SLURM_NODEID 0/1 and the first node as the rendezvous host, as on a real multi-node allocation.
 Nothing is written to /etc/slurm: commands find the config through `SLURM_CONF` (see `env()`),
 and jobs inherit it, so Lightning's `scontrol requeue` inside a job reaches the same cluster.
 
 The node advertises more CPUs than the machine has (`SlurmdParameters=config_overrides`) so the
 8×A100 defaults of slurm/train.sh (`--cpus-per-task`) fit; tests override only GPUs and tasks.
 
-Run `python tests/slurm_cluster.py` to start one by hand (prints the `export SLURM_CONF=...`
+Run `python tests/slurm_cluster.py [--two-nodes]` to start one by hand (prints the `export SLURM_CONF=...`
 line and waits for Ctrl-C), e.g. to follow docs/slurm.md without a real cluster.
 """
 
@@ -32,8 +39,8 @@ class SlurmUnavailable(RuntimeError):
 
 
 SLURM_CONF = """\
-# Minimal one-node cluster on loopback for the vidgen tests (tests/slurm_cluster.py).
-ClusterName=vidgentest
+# Minimal cluster on loopback for the vidgen tests (tests/slurm_cluster.py).
+ClusterName={cluster}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
@@ -56,24 +63,46 @@ FirstJobId={first_job}
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation={state}/ctld
-SlurmdSpoolDir={state}/slurmd
+SlurmdSpoolDir={state}/slurmd-%n
 SlurmctldPidFile={state}/slurmctld.pid
-SlurmdPidFile={state}/slurmd.pid
+SlurmdPidFile={state}/slurmd-%n.pid
 SlurmctldLogFile={state}/slurmctld.log
-SlurmdLogFile={state}/slurmd.log
+SlurmdLogFile={state}/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-KillWait=10
+KillWait=30
 MinJobAge=600
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName={host} NodeAddr=127.0.0.1 CPUs=64 Boards=1 SocketsPerBoard=1 CoresPerSocket=64 ThreadsPerCore=1 RealMemory=4000 State=UNKNOWN
+{node_lines}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """
+NODE_LINE = (
+    "NodeName={name} NodeHostname={hostname} NodeAddr={addr} Port={port} CPUs=64 Boards=1 SocketsPerBoard=1 "
+    "CoresPerSocket=64 ThreadsPerCore=1 RealMemory=4000 State=UNKNOWN"
+)
+# The two-node cluster's nodes: name -> loopback address (an /etc/hosts alias of the same name).
+TWO_NODES = {"vidgen-n1": "127.0.10.1", "vidgen-n2": "127.0.10.2"}
+HOSTS_FILE = Path("/etc/hosts")
+
+
+def ensure_host_aliases(nodes: dict[str, str], hosts: Path = HOSTS_FILE) -> None:
+    """Add `ADDR NAME` lines for the test nodes to /etc/hosts where the name does not resolve yet."""
+    missing = []
+    for name, addr in nodes.items():
+        try:
+            if socket.gethostbyname(name) == addr:
+                continue
+        except OSError:
+            pass
+        missing.append(f"{addr} {name}")
+    if missing:
+        with hosts.open("a") as f:
+            f.write("# vidgen tests/slurm_cluster.py: two slurmd on loopback\n" + "\n".join(missing) + "\n")
 
 
 def _free_port() -> int:
@@ -87,9 +116,13 @@ def ensure_installed() -> None:
     if shutil.which("sbatch") and shutil.which("slurmctld") and shutil.which("munged"):
         return
     if os.name != "posix" or os.geteuid() != 0:
-        raise SlurmUnavailable("SLURM is not installed and installing it needs root (apt-get install slurm-wlm munge)")
+        raise SlurmUnavailable(
+            "SLURM is not installed and installing it needs root (apt-get install slurm-wlm munge)"
+        )
     if not shutil.which("apt-get"):
-        raise SlurmUnavailable("SLURM is not installed and apt-get is not available to install slurm-wlm + munge")
+        raise SlurmUnavailable(
+            "SLURM is not installed and apt-get is not available to install slurm-wlm + munge"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -98,9 +131,13 @@ def ensure_installed() -> None:
 
 
 class LocalSlurm:
-    def __init__(self, state_dir: str | Path | None = None):
+    def __init__(self, state_dir: str | Path | None = None, nodes: int = 1):
+        if nodes not in (1, 2):
+            raise ValueError(f"nodes={nodes}: the test clusters have 1 or 2 nodes")
         self.host = socket.gethostname().split(".")[0]
-        self.state = Path(state_dir or f"/tmp/vidgen-slurm-{os.getpid()}")
+        self.nodes = {self.host: "127.0.0.1"} if nodes == 1 else dict(TWO_NODES)
+        self.cluster = "vidgentest" if nodes == 1 else "vidgentest2n"
+        self.state = Path(state_dir or f"/tmp/vidgen-slurm{'' if nodes == 1 else '2n'}-{os.getpid()}")
         self.conf = self.state / "slurm.conf"
         self._procs: list[int] = []  # pids of the daemons this object started
 
@@ -108,7 +145,9 @@ class LocalSlurm:
         """An environment for SLURM commands (and the jobs they submit) on this cluster."""
         env = dict(os.environ if base is None else base)
         env["SLURM_CONF"] = str(self.conf)
-        for key in [k for k in env if k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")) and k != "SLURM_CONF"]:
+        for key in [
+            k for k in env if k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")) and k != "SLURM_CONF"
+        ]:
             del env[key]
         return env
 
@@ -140,32 +179,51 @@ class LocalSlurm:
         ensure_installed()
         if os.geteuid() != 0:
             raise SlurmUnavailable("starting slurmctld/slurmd/munged for the test cluster needs root")
-        for sub in ("ctld", "slurmd"):
-            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        (self.state / "ctld").mkdir(parents=True, exist_ok=True)
+        for name in self.nodes:
+            (self.state / f"slurmd-{name}").mkdir(parents=True, exist_ok=True)
+        if len(self.nodes) > 1:
+            ensure_host_aliases(self.nodes)
+        hostnames = {name: (name if len(self.nodes) > 1 else self.host) for name in self.nodes}
+        node_lines = "\n".join(
+            NODE_LINE.format(name=name, hostname=hostnames[name], addr=addr, port=_free_port())
+            for name, addr in self.nodes.items()
+        )
         self.conf.write_text(
             SLURM_CONF.format(
-                host=self.host, state=self.state, ctld_port=_free_port(), slurmd_port=_free_port(),
-                first_job=1000 + os.getpid() % 4000 * 2,
+                cluster=self.cluster,
+                host=self.host,
+                state=self.state,
+                ctld_port=_free_port(),
+                slurmd_port=_free_port(),
+                first_job=1000 + os.getpid() % 4000 * 2 + (len(self.nodes) - 1) * 10000,
+                node_lines=node_lines,
             )
         )
         self._start_munge()
         env = self.env()
         ctld = subprocess.Popen(
-            ["slurmctld", "-D", "-i", "-f", str(self.conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ["slurmctld", "-D", "-i", "-f", str(self.conf)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._procs.append(ctld.pid)
         self._wait(lambda: self.run("scontrol", "ping", check=False).stdout.count("UP") > 0, "slurmctld")
-        slurmd = subprocess.Popen(
-            ["slurmd", "-D", "-f", str(self.conf), "-N", self.host], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._procs.append(slurmd.pid)
+        for name in self.nodes:
+            slurmd = subprocess.Popen(
+                ["slurmd", "-D", "-f", str(self.conf), "-N", name],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self._procs.append(slurmd.pid)
 
-        def node_up() -> bool:
-            out = self.run("sinfo", "-h", "-o", "%t", check=False).stdout.strip()
-            return out in ("idle", "mix", "alloc")
+        def nodes_up() -> bool:
+            states = self.run("sinfo", "-h", "-N", "-o", "%t", check=False).stdout.split()
+            return len(states) == len(self.nodes) and all(s in ("idle", "mix", "alloc") for s in states)
 
-        self._wait(node_up, "slurmd (node idle)")
+        self._wait(nodes_up, f"{len(self.nodes)} slurmd (nodes idle)")
         return self
 
     def _wait(self, ok, what: str) -> None:
@@ -175,7 +233,7 @@ class LocalSlurm:
                 return
             time.sleep(0.3)
         log = ""
-        for name in ("slurmctld.log", "slurmd.log"):
+        for name in ("slurmctld.log", *(f"slurmd-{n}.log" for n in self.nodes)):
             path = self.state / name
             if path.is_file():
                 log += f"\n--- {name}\n" + "\n".join(path.read_text().splitlines()[-15:])
@@ -217,7 +275,9 @@ class LocalSlurm:
     def state_of(self, job: str) -> str | None:
         return self.job_field(job, "JobState")
 
-    def wait(self, job: str, timeout: float = 180, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")) -> str:
+    def wait(
+        self, job: str, timeout: float = 180, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+    ) -> str:
         deadline = time.time() + timeout
         state = None
         while time.time() < deadline:
@@ -228,20 +288,20 @@ class LocalSlurm:
         raise TimeoutError(f"job {job} still {state} after {timeout}s")
 
 
-def slurm_fixture():
+def slurm_fixture(nodes: int = 1):
     """A session-scoped pytest fixture: the running LocalSlurm, or a skip naming why not."""
     import pytest
 
     @pytest.fixture(scope="session")
     def slurm():
         try:
-            cluster = LocalSlurm().start()
+            cluster = LocalSlurm(nodes=nodes).start()
         except SlurmUnavailable as err:
             pytest.skip(f"no local SLURM cluster: {err}")
         try:
             yield cluster
         finally:
-            cluster.run("scancel", "--user=root", check=False)
+            cluster.run("scancel", "--user=root", check=False)  # SLURM_CONF: only this cluster's jobs
             deadline = time.time() + 30  # let slurmd end the job steps before it stops
             while time.time() < deadline and cluster.run("squeue", "-h", check=False).stdout.strip():
                 time.sleep(0.5)
@@ -252,9 +312,14 @@ def slurm_fixture():
 
 
 if __name__ == "__main__":
+    import sys
+
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    cluster = LocalSlurm().start()
-    print(f"export SLURM_CONF={cluster.conf}   # then: sinfo, sbatch ...   (Ctrl-C stops the cluster)", flush=True)
+    cluster = LocalSlurm(nodes=2 if "--two-nodes" in sys.argv[1:] else 1).start()
+    print(
+        f"export SLURM_CONF={cluster.conf}   # then: sinfo, sbatch ...   (Ctrl-C stops the cluster)",
+        flush=True,
+    )
     try:
         signal.pause()
     except KeyboardInterrupt:

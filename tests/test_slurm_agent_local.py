@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
 
 from vidgen.runs import read_summary
 from vidgen.slurm_agent import RECORD_FILE, local_task
@@ -30,3 +34,56 @@ def test_array_task_runs_its_own_row_and_a_rerun_trains_nothing(tmp_path, monkey
     assert "already completed" in capsys.readouterr().out
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
     assert local_task(SWEEP) == 0 and "only 2 row(s)" in capsys.readouterr().out
+
+
+SWEEP_SH = Path(__file__).resolve().parents[1] / "slurm" / "sweep_agent.sh"
+
+
+def _stub_sbatch(tmp_path: Path) -> dict[str, str]:
+    """A fake `sbatch` first on PATH: records its arguments and VIDGEN_LOCAL_SWEEP_ARGS, submits nothing."""
+    stub = tmp_path / "bin" / "sbatch"
+    stub.parent.mkdir()
+    stub.write_text(
+        f'#!/bin/bash\necho "$*" > {tmp_path}/args\necho "$VIDGEN_LOCAL_SWEEP_ARGS" > {tmp_path}/env\n'
+    )
+    stub.chmod(0o755)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "VIDGEN_LOCAL_SWEEP_ARGS"
+    }
+    return {**env, "PATH": f"{stub.parent}:{env['PATH']}"}
+
+
+def test_sweep_agent_sh_takes_overrides_after_a_double_dash_from_any_folder(tmp_path):
+    env = _stub_sbatch(tmp_path)
+    sweep = Path(__file__).resolve().parents[1] / SWEEP
+    work = tmp_path / "elsewhere"  # outside the repository; the sweep file given relative to it
+    work.mkdir()
+    relative = os.path.relpath(sweep, work)
+    cmd = [
+        "bash",
+        str(SWEEP_SH),
+        "--gpus-per-node=0",
+        "--local",
+        relative,
+        "2",
+        "--",
+        "preset=smoke",
+        "run.root=/tmp/x y",
+    ]
+    res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    args = (tmp_path / "args").read_text().split()
+    assert args == ["--array=0-1", "--gpus-per-node=0", str(SWEEP_SH), "--local", f"{work}/{relative}"]
+    assert shlex.split((tmp_path / "env").read_text()) == ["preset=smoke", "run.root=/tmp/x y"]
+
+
+def test_sweep_agent_sh_refuses_overrides_for_a_wandb_sweep(tmp_path):
+    env = _stub_sbatch(tmp_path)
+    res = subprocess.run(
+        ["bash", str(SWEEP_SH), "team/vidgen/abc", "--", "preset=smoke"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and not (tmp_path / "args").exists()
+    assert "overrides after -- apply to --local sweeps" in res.stderr and "usage" not in res.stderr

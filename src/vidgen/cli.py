@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         if command in COMMANDS:
             import importlib
 
+            if command == "train":  # before torch is imported (seconds): signals from the start on
+                from vidgen import preemption
+
+                preemption.install()
+
             module, func = COMMANDS[command].split(":")
             return getattr(importlib.import_module(module), func)(rest)
     except VidgenError as err:

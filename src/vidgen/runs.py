@@ -35,7 +35,7 @@ from vidgen.errors import DataError
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "requeued")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -213,3 +213,11 @@ class StepProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         return "train"
+
+    @property
+    def total_train_batches(self) -> int | float:
+        """The whole run's micro-batches: the bar's count resumes with the run, so its total must
+        too (Lightning's is the steps left, which showed `60/19` after a resume)."""
+        if self.trainer.max_steps > 0:
+            return self.trainer.max_steps * self.trainer.accumulate_grad_batches
+        return super().total_train_batches

@@ -139,8 +139,8 @@ def cluster_plugins(cfg: DictConfig) -> list:
     Under SLURM: Lightning's SLURMEnvironment (ranks, nodes and the master address from SLURM). Its
     own auto-requeue is off: Lightning saves inside the SIGUSR1 handler, i.e. wherever each rank
     happens to be, and the save's barrier can pair with another rank's gradient all-reduce and hang
-    (seen on the test cluster). `SlurmRequeue` (from `cluster_callbacks`) does the same at a step
-    boundary all ranks agree on.
+    (seen on the test cluster). `vidgen.slurm_requeue.StopOnSignal` (from `cluster_callbacks`) saves at
+    a step boundary all ranks agree on.
     """
     if not in_slurm_job():
         return []
@@ -149,10 +149,9 @@ def cluster_plugins(cfg: DictConfig) -> list:
     return [SLURMEnvironment(auto_requeue=False, requeue_signal=signal.SIGUSR1)]
 
 
-def cluster_callbacks(cfg: DictConfig) -> list:
-    """Callbacks for the cluster: SlurmRequeue under SLURM (unless `+trainer.auto_requeue=false`)."""
-    if not in_slurm_job() or not _requeue_enabled(cfg):
-        return []
-    from vidgen.slurm_requeue import SlurmRequeue
+def cluster_callbacks(cfg: DictConfig, run_dir) -> list:
+    """StopOnSignal, everywhere (SIGTERM is sent by SLURM and Kubernetes alike); it requeues on
+    SIGUSR1 under SLURM unless `+trainer.auto_requeue=false` (then it saves and stops)."""
+    from vidgen.slurm_requeue import StopOnSignal
 
-    return [SlurmRequeue()]
+    return [StopOnSignal(run_dir, requeue=in_slurm_job() and _requeue_enabled(cfg))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vidgen import preemption
 from vidgen.backbones import BackboneSpec, get_backbone
 from vidgen.config import load_config, overrides_help, wants_help
 from vidgen.data.root_check import require_data_root
@@ -135,20 +137,21 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
             save_top_k=-1,
             save_last=True,
             enable_version_counter=False,  # one file per step: a resumed run replaces step=N.ckpt, no -v1
+            save_on_train_epoch_end=True,  # a stop (max_steps, SIGUSR1, SIGTERM) saves last.ckpt there
         ),
         # Evaluation runs before the recorder so the final summary.json holds its metrics.
         EvalCallback(run_dir, every=int(cfg.train.eval_every), at_end=bool(cfg.train.eval_at_end)),
         RunRecorder(run_dir, exp, extra_summary={"backbone": cfg.backbone.name, "method": cfg.method.name}),
         StepProgressBar(),
-        *cluster_callbacks(cfg),
+        *cluster_callbacks(cfg, run_dir),
     ]
     loggers: list[Any] = []
     wb = cfg.logger.wandb
     if wb.enabled:
-        from lightning.pytorch.loggers import WandbLogger
+        from vidgen.slurm_requeue import sigterm_tolerant_wandb_logger
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        wandb_logger = WandbLogger(
+        wandb_logger = sigterm_tolerant_wandb_logger(
             project=wb.project,
             entity=wb.entity,
             name=f"{exp}/{cfg.run.name}",
@@ -205,6 +208,7 @@ def train(cfg: DictConfig) -> Path:
 def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
     spec = get_backbone(cfg.backbone.name)
     run_dir = run.dir
+    preemption.begin_run(run_dir)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module_cls = method_class(cfg.method.name)
     datamodule = build_datamodule(cfg, spec)
@@ -229,10 +233,9 @@ def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
 
 def _finish_wandb() -> None:
     """Close this process's W&B run after training (Lightning leaves it open; a second training in
-    the same process would otherwise log into it)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+    the same process would otherwise log into it). vidgen.preemption.finish stops wandb's service."""
+    interrupted = preemption.STATE.outcome == "interrupted"
+    preemption.finish_wandb(exit_code=preemption.EXIT_INTERRUPTED if interrupted else 0, teardown=False)
 
 
 def quiet_libraries() -> None:
@@ -245,6 +248,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*overridden .transfer_batch_to_device. in .LightningModule.*")
     warnings.filterwarnings("ignore", message=".*The .srun. command is available on your system but is not used.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # "`weights_only` was not set" on every save by every rank: checkpoints are loaded weights_only.
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,15 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     if wants_help(argv):
         print(overrides_help("train", 'exp=NAME [overrides...]'))
         return 0
+    preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
     try:
         cfg = load_config(argv)
         run_dir = train(cfg)
     except VidgenError as err:
+        preemption.finish_wandb(exit_code=err.exit_code)
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    print(f"run folder: {run_dir}")
-    return 0
+    except preemption.Interrupted:
+        run_dir = None  # SIGTERM during start-up; finish() says what to rerun
+    except BaseException as err:
+        if preemption.STATE.received == signal.SIGTERM:  # e.g. wandb's service died of the job's SIGTERM
+            print(f"after SIGTERM: {type(err).__name__}: {err}", file=sys.stderr)
+            return preemption.finish(argv, is_global_zero=is_global_zero())
+        preemption.finish_wandb(exit_code=1)  # keep what was logged before the failure
+        raise
+    code = preemption.finish(argv, is_global_zero=is_global_zero())
+    if code == 0 and preemption.STATE.outcome is None:
+        print(f"run folder: {run_dir}")
+    return code
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ class EvalCallback(L.Callback):
             self._evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.at_end:
+        from vidgen.preemption import STATE
+
+        if self.at_end and STATE.outcome is None:  # not when a signal stopped training: time is short
             self._evaluate(trainer, pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
