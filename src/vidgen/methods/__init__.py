@@ -10,6 +10,7 @@ from vidgen.errors import ConfigError
 METHODS = {
     "finetune": "vidgen.methods.finetune:FineTuneModule",
     "jdm": "vidgen.methods.jdm.module:JDMModule",
+    "instancev": "vidgen.methods.instancev.module:InstanceVModule",
 }
 
 
