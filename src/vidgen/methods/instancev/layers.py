@@ -57,7 +57,10 @@ class IMCA(nn.Module):
         out = masked_attention(q, k, val, mask.to(q.dtype) if mask.is_floating_point() else mask)
         out = out.permute(0, 1, 3, 2, 4).reshape(b, n, -1).type_as(q)  # [B, F'S, D]
         out = attn.to_out[1](attn.to_out[0](out))
-        return (v + self.m_v * out).type_as(v)
+        # a token no instance covers attends to nothing: its IMCA output is 0 (not to_out's bias)
+        allowed = mask if mask.dtype == torch.bool else torch.isfinite(mask)
+        covered = allowed.any(-1).reshape(b, n, 1)  # [B, F'S, 1]
+        return (v + self.m_v * (out * covered.to(out.dtype))).type_as(v)
 
 
 class STAPE(nn.Module):
