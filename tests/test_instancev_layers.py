@@ -107,3 +107,10 @@ def test_gradients_reach_the_gates_and_checkpointing_matches(pair):
         ref = iv(*args, **inst)
     iv.model.gradient_checkpointing = True
     assert torch.allclose(iv(*args, **inst), ref, atol=1e-6)
+
+
+def test_the_plain_wan_adapter_refuses_attention_kwargs_instead_of_dropping_them(pair):
+    plain, _ = pair
+    args, inst = _inputs()
+    with pytest.raises(ValueError, match="cannot pass attention_kwargs.*diffusers drops them"):
+        plain(*args, attention_kwargs={"instance_masks": inst["instance_masks"]})
