@@ -47,8 +47,15 @@ def measure(time: bool) -> dict:
     backbone = result["backbone"]["params"]
     frames, height, width = (result["resolution"][k] for k in ("frames", "height", "width"))
     _, f, h, w = spec.latent_shape(frames, height, width)
-    s, d, blocks, tokens = (h // 2) * (w // 2), model.model.config.num_attention_heads * 128, len(model.imca), 512
-    kv_per_frame = 2 * 2 * PROFILE_INSTANCES * tokens * d * d * (f - 1) * blocks  # K, V of I^t for frames 2..F'
+    s, d, blocks, tokens = (
+        (h // 2) * (w // 2),
+        model.model.config.num_attention_heads * 128,
+        len(model.imca),
+        512,
+    )
+    kv_per_frame = (
+        2 * 2 * PROFILE_INSTANCES * tokens * d * d * (f - 1) * blocks
+    )  # K, V of I^t for frames 2..F'
     result["breakdown"] = {
         "imca_attention_copies_pct": 100 * imca_attn / backbone,
         "imca_norm_copies_pct": 100 * imca_norm / backbone,
@@ -67,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.time and not torch.cuda.is_available():
-        print("error: --time needs a CUDA GPU; run without --time for parameter and FLOP counts", file=sys.stderr)
+        print(
+            "error: --time needs a CUDA GPU; run without --time for parameter and FLOP counts",
+            file=sys.stderr,
+        )
         return 2
     result = measure(args.time)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,9 @@ def test_instance_token_masks_respect_visibility_padding_and_frames():
         instance_token_masks(boxes, visible, valid, latent_frames=5, t_ds=4, grid=(2, 2))
     masks = torch.zeros(1, 2, 9, 8, 8, dtype=torch.bool)
     masks[..., 4:, 4:] = True  # bottom-right quarter
-    mm = instance_token_masks(boxes, torch.ones_like(visible), torch.ones_like(valid), 3, 4, (2, 2), masks, "mask")
+    mm = instance_token_masks(
+        boxes, torch.ones_like(visible), torch.ones_like(valid), 3, 4, (2, 2), masks, "mask"
+    )
     assert mm[0, 0, 0].tolist() == [False, False, False, True]
 
 
@@ -115,7 +117,9 @@ def test_sentinels_are_counted_from_the_tokenizer():
     assert sentinel_prompts(3) == ["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"]
     assert sentinel_count(_Tok(300)) == 300 and sentinel_count(_Tok(384)) == 384
     check_sentinels(_Tok(8), 8, "here")
-    with pytest.raises(ConfigError, match=r"tokenizer has 4 <extra_id_N> sentinel tokens but method.max_instances=8"):
+    with pytest.raises(
+        ConfigError, match=r"tokenizer has 4 <extra_id_N> sentinel tokens but method.max_instances=8"
+    ):
         check_sentinels(_Tok(4), 8, "data.text_encoder=/x")
 
 

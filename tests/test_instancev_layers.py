@@ -32,7 +32,9 @@ def _inputs(n=3, seed=1):
     valid[1, -1] = False
     inst = {
         "instance_embeds": torch.randn(2, n, 16, 32, generator=g),
-        "instance_masks": instance_token_masks(boxes, torch.ones(2, n, 9, dtype=torch.bool), valid, 3, 4, (4, 4)),
+        "instance_masks": instance_token_masks(
+            boxes, torch.ones(2, n, 9, dtype=torch.bool), valid, 3, 4, (4, 4)
+        ),
     }
     return (x, torch.tensor([500, 20]), text, mask), inst
 
@@ -93,7 +95,9 @@ def test_stape_changes_the_instance_tokens_and_can_be_disabled(pair):
         assert not torch.allclose(a, b, atol=1e-5)
         assert no_stape.stape is None
         n_extra = sum(p.numel() for p in iv.stape.parameters())
-        assert sum(p.numel() for p in iv.parameters()) - sum(p.numel() for p in no_stape.parameters()) == n_extra
+        assert (
+            sum(p.numel() for p in iv.parameters()) - sum(p.numel() for p in no_stape.parameters()) == n_extra
+        )
 
 
 def test_gradients_reach_the_gates_and_checkpointing_matches(pair):

@@ -77,8 +77,17 @@ def test_training_drops_to_the_unconditional_branch_at_cfg_dropout(setup):
 
 
 def test_smoke_run_trains_samples_and_evaluates_layout_iou(smoke, tmp_path):
-    run = train(load_config(smoke("logger=none", "train.max_steps=2", "method.eval_samples=1", "method.eval_steps=2",
-                                  exp="instancev_wan")))
+    run = train(
+        load_config(
+            smoke(
+                "logger=none",
+                "train.max_steps=2",
+                "method.eval_samples=1",
+                "method.eval_steps=2",
+                exp="instancev_wan",
+            )
+        )
+    )
     summary = read_summary(run)
     assert summary["status"] == "completed" and summary["global_step"] == 2
     assert 0.0 <= summary["eval/layout_iou_aw"] <= 1.0 and 0.0 <= summary["eval/layout_iou"] <= 1.0

@@ -20,7 +20,8 @@ GROUPS = ("backbone", "method", "data", "optim", "schedule", "trainer", "strateg
 
 def group_options(group: str) -> list[str]:
     folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    # nested options too: conf/variant/<method>/<row>.yaml is `variant=<method>/<row>`
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")) if folder.is_dir() else []
 
 
 def _check_group_choices(overrides: list[str]) -> None:

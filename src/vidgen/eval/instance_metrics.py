@@ -22,7 +22,9 @@ from torch import Tensor
 from vidgen.data.shapes_segment import box_iou, detect_prompt
 
 
-def instance_layout_iou(pred_boxes: Tensor, pred_visible: Tensor, gt_boxes: Tensor, gt_visible: Tensor) -> Tensor:
+def instance_layout_iou(
+    pred_boxes: Tensor, pred_visible: Tensor, gt_boxes: Tensor, gt_visible: Tensor
+) -> Tensor:
     """Per-instance IoU [N]: boxes [N, F, 4], visible [N, F]; frames where the GT is absent are skipped."""
     iou = box_iou(pred_boxes, gt_boxes) * pred_visible.float()  # missed detections score 0
     gt = gt_visible.float()
@@ -55,7 +57,9 @@ def shapes_layout_metrics(videos: Sequence[Tensor], samples: Sequence) -> dict[s
             gt_b, gt_v = inst.boxes[k, :n_frames], inst.visible[k, :n_frames]
             ious.append(instance_layout_iou(boxes[None], visible[None], gt_b[None], gt_v[None]))
             areas.append(box_areas(gt_b[None], gt_v[None]))
-    mean, aw = weighted_means(torch.cat(ious) if ious else torch.zeros(0), torch.cat(areas) if areas else torch.zeros(0))
+    mean, aw = weighted_means(
+        torch.cat(ious) if ious else torch.zeros(0), torch.cat(areas) if areas else torch.zeros(0)
+    )
     return {"layout_iou": mean, "layout_iou_aw": aw}
 
 
@@ -66,13 +70,24 @@ def crop_boxes(frames: Tensor, boxes: Tensor, size: int) -> Tensor:
     for frame, (x0, y0, x1, y1) in zip(frames, boxes.tolist()):
         c0, r0 = int(x0 * w), int(y0 * h)
         c1, r1 = max(c0 + 1, round(x1 * w)), max(r0 + 1, round(y1 * h))
-        crops.append(F.interpolate(frame[None, :, r0:r1, c0:c1], size=(size, size), mode="bilinear", align_corners=False))
+        crops.append(
+            F.interpolate(
+                frame[None, :, r0:r1, c0:c1], size=(size, size), mode="bilinear", align_corners=False
+            )
+        )
     return torch.cat(crops) if crops else frames.new_zeros(0, 3, size, size)
 
 
 @torch.no_grad()
-def instance_clip_scores(model, processor, video: Tensor, boxes: Tensor, visible: Tensor, prompts: list[str],
-                         detected: Tensor | None = None) -> Tensor:
+def instance_clip_scores(
+    model,
+    processor,
+    video: Tensor,
+    boxes: Tensor,
+    visible: Tensor,
+    prompts: list[str],
+    detected: Tensor | None = None,
+) -> Tensor:
     """Instance CLIP-Score [N] of one video [3, F, H, W] in [-1, 1] (transformers ``CLIPModel`` from a folder).
 
     For each instance, the GT box of every frame where it is visible is cropped, CLIP-embedded and
@@ -91,7 +106,7 @@ def instance_clip_scores(model, processor, video: Tensor, boxes: Tensor, visible
             scores.append(torch.zeros(()))
             continue
         frames = video[:, idx].transpose(0, 1).float()  # [f, 3, H, W]
-        pix = ((crop_boxes((frames + 1) / 2, boxes[k, idx], size) - mean) / std)
+        pix = (crop_boxes((frames + 1) / 2, boxes[k, idx], size) - mean) / std
         v = F.normalize(model.get_image_features(pixel_values=pix), dim=-1)  # [f, E]
         scores.append((v @ t[k]).mean())
     out = torch.stack(scores)

@@ -56,7 +56,13 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     return out * any_key.to(out.dtype)
 
 
-def mask_bytes(batch: int, latent_frames: int, tokens: int, instances: int, tokens_per_instance: int,
-               element_bytes: int = 1) -> int:
+def mask_bytes(
+    batch: int,
+    latent_frames: int,
+    tokens: int,
+    instances: int,
+    tokens_per_instance: int,
+    element_bytes: int = 1,
+) -> int:
     """Bytes of the IMCA mask SDPA reads ([B, F', 1, S, N * L]; bool = 1 byte, bf16 float mask = 2)."""
     return batch * latent_frames * tokens * instances * tokens_per_instance * element_bytes

@@ -25,19 +25,29 @@ class InstanceVConfig:
 
     def __post_init__(self) -> None:
         if self.stape and not self.imca:
-            raise ConfigError("method.stape=true needs method.imca=true (STAPE enhances IMCA's instance tokens)")
+            raise ConfigError(
+                "method.stape=true needs method.imca=true (STAPE enhances IMCA's instance tokens)"
+            )
         if self.max_instances < 1:
             raise ConfigError(f"method.max_instances={self.max_instances} must be >= 1")
         if self.instance_text_len is not None and self.instance_text_len < 1:
             raise ConfigError(f"method.instance_text_len={self.instance_text_len} must be >= 1 or null")
         if self.grounding not in GROUNDINGS:
-            raise ConfigError(f"method.grounding={self.grounding!r} is not valid; use one of {', '.join(GROUNDINGS)}")
+            raise ConfigError(
+                f"method.grounding={self.grounding!r} is not valid; use one of {', '.join(GROUNDINGS)}"
+            )
         if self.mask_base is not None and not self.mask_base > 0:
-            raise ConfigError(f"method.mask_base={self.mask_base} must be > 0 (0.1 or 0.01 in Sec. 10.2) or null")
+            raise ConfigError(
+                f"method.mask_base={self.mask_base} must be > 0 (0.1 or 0.01 in Sec. 10.2) or null"
+            )
 
     @classmethod
     def from_cfg(cls, cfg) -> InstanceVConfig:
-        values = OmegaConf.to_container(cfg.method, resolve=True) if not isinstance(cfg.method, dict) else cfg.method
+        values = (
+            OmegaConf.to_container(cfg.method, resolve=True)
+            if not isinstance(cfg.method, dict)
+            else cfg.method
+        )
         try:
             return cls(**values)
         except TypeError as exc:

@@ -27,7 +27,9 @@ class InstanceVWan(Backbone):
     skipped (the plain backbone). The backbone is frozen; IMCA, its gates and STAPE train.
     """
 
-    def __init__(self, backbone: Backbone, imca: bool = True, stape: bool = True, mask_base: float | None = None):
+    def __init__(
+        self, backbone: Backbone, imca: bool = True, stape: bool = True, mask_base: float | None = None
+    ):
         if backbone.spec.family != "wan":
             raise ValueError(f"InstanceVWan wraps a Wan backbone, got {backbone.spec.name!r}")
         super().__init__(backbone.model, backbone.spec, backbone.size)

@@ -34,10 +34,14 @@ class InstanceVModule(DiffusionModule):
     @classmethod
     def build_model(cls, cfg: DictConfig, spec: BackboneSpec) -> nn.Module:
         if spec.family != "wan":
-            raise ConfigError(f"method=instancev is implemented on Wan2.1 backbones; backbone={spec.name}. "
-                              "Fix: backbone=wan2.1-1.3b or backbone=wan2.1-14b")
+            raise ConfigError(
+                f"method=instancev is implemented on Wan2.1 backbones; backbone={spec.name}. "
+                "Fix: backbone=wan2.1-1.3b or backbone=wan2.1-14b"
+            )
         hp = InstanceVConfig.from_cfg(cfg)
-        return InstanceVWan(super().build_model(cfg, spec), imca=hp.imca, stape=hp.stape, mask_base=hp.mask_base)
+        return InstanceVWan(
+            super().build_model(cfg, spec), imca=hp.imca, stape=hp.stape, mask_base=hp.mask_base
+        )
 
     @classmethod
     def example_inputs(cls, spec, size, frames, height, width, model, batch: int = 1) -> dict[str, Tensor]:
@@ -70,13 +74,21 @@ class InstanceVModule(DiffusionModule):
         length = self.hp.instance_text_len or embeds.shape[2]
         embeds = pad_tokens(embeds, length)
         masks = instance_token_masks(
-            inst.boxes, inst.visible, inst.valid, f, self.spec.vae_scale[0], (h // p_h, w // p_w),
-            masks=getattr(inst, "masks", None) if self.hp.grounding == "mask" else None, grounding=self.hp.grounding,
+            inst.boxes,
+            inst.visible,
+            inst.valid,
+            f,
+            self.spec.vae_scale[0],
+            (h // p_h, w // p_w),
+            masks=getattr(inst, "masks", None) if self.hp.grounding == "mask" else None,
+            grounding=self.hp.grounding,
         )
         out = {"instance_embeds": embeds, "instance_masks": masks}
         if self.hp.saug:
             sentinels = batch.extras[SENTINEL_EMBEDS][:, : embeds.shape[1]]  # [B, N, SENTINEL_LEN, D]
-            out["sentinel_embeds"] = pad_tokens(sentinels, length).to(embeds.dtype) * inst.valid[..., None, None]
+            out["sentinel_embeds"] = (
+                pad_tokens(sentinels, length).to(embeds.dtype) * inst.valid[..., None, None]
+            )
         return out
 
     def branches(self, batch: VideoBatch, latent_shape, text: Tensor, text_mask: Tensor) -> tuple[dict, dict]:
@@ -85,13 +97,19 @@ class InstanceVModule(DiffusionModule):
         ins = self.instance_inputs(batch, latent_shape)
         null_t = self.null_text_embeds.to(text.dtype)[None].expand_as(text)
         null_m = self.null_text_mask[None].expand_as(text_mask)
-        cond = {"text_embeds": text, "text_mask": text_mask,
-                "instance_embeds": ins["instance_embeds"], "instance_masks": ins["instance_masks"]}
+        cond = {
+            "text_embeds": text,
+            "text_mask": text_mask,
+            "instance_embeds": ins["instance_embeds"],
+            "instance_masks": ins["instance_masks"],
+        }
         if self.hp.saug:
             uncond_inst = {"instance_embeds": ins["sentinel_embeds"], "instance_masks": ins["instance_masks"]}
         else:
-            uncond_inst = {"instance_embeds": ins["instance_embeds"],
-                           "instance_masks": torch.zeros_like(ins["instance_masks"])}
+            uncond_inst = {
+                "instance_embeds": ins["instance_embeds"],
+                "instance_masks": torch.zeros_like(ins["instance_masks"]),
+            }
         return cond, {"text_embeds": null_t, "text_mask": null_m, **uncond_inst}
 
     # ----------------------------------------------------------------------------- training
@@ -105,10 +123,21 @@ class InstanceVModule(DiffusionModule):
         drop = drop.to(x0.device)
         x_t = self.objective.add_noise(x0, noise, t)
         cond, uncond = self.branches(batch, x0.shape, batch.text_embeds, batch.text_mask.bool())
-        kwargs = {k: torch.where(drop.view(-1, *[1] * (v.ndim - 1)), uncond[k].to(v.dtype), v) for k, v in cond.items()}
+        kwargs = {
+            k: torch.where(drop.view(-1, *[1] * (v.ndim - 1)), uncond[k].to(v.dtype), v)
+            for k, v in cond.items()
+        }
         pred = self.model(x_t, t, **kwargs)
         loss = self.objective.loss(pred.float(), x0.float(), noise.float(), x_t.float(), t).mean()
         return loss, {"uncond_fraction": drop.float().mean()}
+
+    def configure_optimizers(self):
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ConfigError(
+                "method.imca=false (InstanceV Table 3 'Backbone') adds nothing to train; evaluate the backbone "
+                "with train.max_steps=0, or set method.imca=true"
+            )
+        return super().configure_optimizers()
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -117,14 +146,25 @@ class InstanceVModule(DiffusionModule):
         shape = tuple(batch.latents.shape)
         cond, uncond = self.branches(batch, shape, batch.text_embeds, batch.text_mask.bool())
         name = str(self.cfg.sample.guidance)
-        guide = make_guidance(name) if name == "none" else make_guidance(name, scale=float(self.cfg.sample.guidance_scale))
+        guide = (
+            make_guidance(name)
+            if name == "none"
+            else make_guidance(name, scale=float(self.cfg.sample.guidance_scale))
+        )
 
         def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
             return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
 
         return sample_latents(
-            denoise, make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config), shape, cond, uncond, guide,
-            num_steps=steps, generator=torch.Generator(device="cpu").manual_seed(int(seed)), device=self.device,
+            denoise,
+            make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
+            shape,
+            cond,
+            uncond,
+            guide,
+            num_steps=steps,
+            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
+            device=self.device,
         )
 
     @torch.no_grad()
@@ -140,5 +180,9 @@ class InstanceVModule(DiffusionModule):
         codec, videos = datamodule.codec(), []
         for i, s in enumerate(samples):
             batch = collate([s]).to(self.device)
-            videos.append(codec.decode(self.generate_instances(batch, self.hp.eval_steps, int(self.cfg.seed) + i).cpu().float())[0])
+            videos.append(
+                codec.decode(
+                    self.generate_instances(batch, self.hp.eval_steps, int(self.cfg.seed) + i).cpu().float()
+                )[0]
+            )
         return shapes_layout_metrics(videos, samples)

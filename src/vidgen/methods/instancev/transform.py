@@ -36,14 +36,20 @@ def encode_sentinels(text_encoder, n: int, where: str) -> Tensor:
 def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
     hp = InstanceVConfig.from_cfg(cfg)
     source = f"data={cfg.data.name}" + (f" (data.root={cfg.data.root})" if cfg.data.get("root") else "")
-    where = f"data.text_encoder={cfg.data.get('text_encoder')}" if cfg.data.name == "shards" else f"data={cfg.data.name}"
+    where = (
+        f"data.text_encoder={cfg.data.get('text_encoder')}"
+        if cfg.data.name == "shards"
+        else f"data={cfg.data.name}"
+    )
     sentinels = encode_sentinels(datamodule.text_encoder(), hp.max_instances, where) if hp.saug else None
 
     def transform(sample: VideoSample) -> VideoSample:
         check_instances(sample.instances, sample.key, hp.max_instances, source)
         if hp.grounding == "mask" and sample.instances.masks is None:
-            raise DataError(f"{source}, sample {sample.key!r}: method.grounding=mask needs instances.masks. "
-                            "Fix: precompute instance masks (mask_rle) or set method.grounding=box")
+            raise DataError(
+                f"{source}, sample {sample.key!r}: method.grounding=mask needs instances.masks. "
+                "Fix: precompute instance masks (mask_rle) or set method.grounding=box"
+            )
         if sentinels is not None:
             return dataclasses.replace(sample, extras={**sample.extras, SENTINEL_EMBEDS: sentinels})
         return sample
