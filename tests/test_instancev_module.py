@@ -122,3 +122,14 @@ def test_profile_counts_the_additions(smoke):
 
     r = profile(load_config(smoke("logger=none", exp="instancev_wan")))
     assert r["overhead"]["params_pct"] > 0 and r["overhead"]["fwd_flops_pct"] > 0
+
+
+def test_a_real_tokenizer_without_sentinels_is_refused(tmp_path):
+    from fixtures_models import make_tiny_text_encoder
+    from vidgen.data.encoders import load_text_encoder
+
+    enc = load_text_encoder(
+        make_tiny_text_encoder(tmp_path, "UMT5EncoderModel", dim=32), "UMT5EncoderModel", 16
+    )
+    with pytest.raises(ConfigError, match="has 0 <extra_id_N> sentinel tokens"):
+        encode_sentinels(enc, 2, "data.text_encoder=tiny")

@@ -78,6 +78,11 @@ def crop_boxes(frames: Tensor, boxes: Tensor, size: int) -> Tensor:
     return torch.cat(crops) if crops else frames.new_zeros(0, 3, size, size)
 
 
+def _embedding(out) -> Tensor:
+    """transformers < 5 returns the projected embedding; 5.x a ``BaseModelOutputWithPooling`` holding it."""
+    return out if isinstance(out, Tensor) else out.pooler_output
+
+
 @torch.no_grad()
 def instance_clip_scores(
     model,
@@ -98,7 +103,7 @@ def instance_clip_scores(
     mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1)
     text = processor.tokenizer(prompts, padding=True, return_tensors="pt")
-    t = F.normalize(model.get_text_features(**text), dim=-1)  # [N, E]
+    t = F.normalize(_embedding(model.get_text_features(**text)), dim=-1)  # [N, E]
     scores = []
     for k in range(len(prompts)):
         idx = visible[k].nonzero().flatten()
@@ -107,7 +112,7 @@ def instance_clip_scores(
             continue
         frames = video[:, idx].transpose(0, 1).float()  # [f, 3, H, W]
         pix = (crop_boxes((frames + 1) / 2, boxes[k, idx], size) - mean) / std
-        v = F.normalize(model.get_image_features(pixel_values=pix), dim=-1)  # [f, E]
+        v = F.normalize(_embedding(model.get_image_features(pixel_values=pix)), dim=-1)  # [f, E]
         scores.append((v @ t[k]).mean())
     out = torch.stack(scores)
     return out * detected.float() if detected is not None else out
