@@ -133,3 +133,22 @@ def test_a_real_tokenizer_without_sentinels_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="has 0 <extra_id_N> sentinel tokens"):
         encode_sentinels(enc, 2, "data.text_encoder=tiny")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_bf16_gpu_step(smoke):
+    run = train(
+        load_config(
+            smoke(
+                "logger=none",
+                "train.max_steps=1",
+                "method.eval_samples=1",
+                "method.eval_steps=2",
+                "trainer.accelerator=gpu",
+                "trainer.precision=bf16-mixed",
+                exp="instancev_wan",
+            )
+        )
+    )
+    assert read_summary(run)["status"] == "completed"
