@@ -152,3 +152,14 @@ def test_one_bf16_gpu_step(smoke):
         )
     )
     assert read_summary(run)["status"] == "completed"
+
+
+def test_backbone_row_trains_nothing_and_runs(setup):
+    module, _, batch = setup("variant=instancev/backbone")
+    assert module.model.imca is None and module.nothing_trains is not None
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    opt = module.configure_optimizers()
+    loss, _ = module.compute_loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in module.model.state_dict().items())

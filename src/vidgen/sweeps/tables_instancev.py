@@ -78,7 +78,10 @@ TABLES: dict[str, TableSpec] = {
             _clip("AW CLIP-B%", "instancebench/clip_b_aw"),
             _clip("AW CLIP-L%", "instancebench/clip_l_aw"),
         ),
-        notes=(_SHAPES_NOTE, "The Backbone row trains nothing (train.max_steps=0, evaluate only)."),
+        notes=(
+            _SHAPES_NOTE,
+            "The Backbone row trains nothing (train.max_steps=0, evaluate only; under preset=smoke its steps change nothing).",
+        ),
     ),
     "instancev/fig5_cfg_scale": TableSpec(
         paper="instancev",

@@ -14,11 +14,12 @@ from vidgen.data.sample import VideoBatch, VideoSample, collate
 from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.instances.grounding import instance_token_masks
-from vidgen.methods.base import DiffusionModule
+from vidgen.methods.base import DiffusionModule, _plain
 from vidgen.methods.instancev import guidance as _saug  # noqa: F401  (registers "saug")
 from vidgen.methods.instancev.config import InstanceVConfig
 from vidgen.methods.instancev.denoiser import InstanceVWan
 from vidgen.methods.instancev.transform import SENTINEL_EMBEDS, make_transform, pad_tokens
+from vidgen.optim import build_optimizer
 
 PROFILE_INSTANCES = 5  # Sec. 8: overheads are measured with 5 instance annotations per sample
 
@@ -29,6 +30,10 @@ class InstanceVModule(DiffusionModule):
     def __init__(self, cfg: DictConfig | dict, model: nn.Module | None = None):
         super().__init__(cfg, model)
         self.hp = InstanceVConfig.from_cfg(self.cfg)
+        # With IMCA off (Table 3 "Backbone") nothing trains; an empty parameter keeps the training
+        # loop valid (the loss depends on it, the optimiser steps it) and leaves the backbone as it is.
+        trains = any(p.requires_grad for p in self.model.parameters())
+        self.nothing_trains = None if trains else nn.Parameter(torch.zeros(0))
 
     # ----------------------------------------------------------------------------- model
     @classmethod
@@ -129,15 +134,15 @@ class InstanceVModule(DiffusionModule):
         }
         pred = self.model(x_t, t, **kwargs)
         loss = self.objective.loss(pred.float(), x0.float(), noise.float(), x_t.float(), t).mean()
+        if self.nothing_trains is not None:
+            loss = loss + self.nothing_trains.sum()  # 0, but differentiable
         return loss, {"uncond_fraction": drop.float().mean()}
 
     def configure_optimizers(self):
-        if not any(p.requires_grad for p in self.model.parameters()):
-            raise ConfigError(
-                "method.imca=false (InstanceV Table 3 'Backbone') adds nothing to train; evaluate the backbone "
-                "with train.max_steps=0, or set method.imca=true"
-            )
-        return super().configure_optimizers()
+        if self.nothing_trains is None:
+            return super().configure_optimizers()
+        # Table 3 "Backbone": an optimiser over the empty stand-in, so steps run and change nothing
+        return build_optimizer([self.nothing_trains], **_plain(self.cfg.optim))
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
