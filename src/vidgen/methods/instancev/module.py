@@ -146,6 +146,11 @@ class InstanceVModule(DiffusionModule):
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
+    def generate(self, *args, guidance: str = "cfg", **kwargs) -> Tensor:
+        """Caption-only sampling (`vidgen sample`): no instances, so SAUG is plain CFG at the same scale."""
+        return super().generate(*args, guidance="cfg" if guidance == "saug" else guidance, **kwargs)
+
+    @torch.no_grad()
     def generate_instances(self, batch: VideoBatch, steps: int, seed: int) -> Tensor:
         """Sample latents [B, C, F', H', W'] for a batch's captions and instances with ``sample.guidance``."""
         shape = tuple(batch.latents.shape)
