@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from vidgen.config import load_config
 from vidgen.data.sample import check_fields, collate
@@ -163,3 +164,20 @@ def test_backbone_row_trains_nothing_and_runs(setup):
     loss.backward()
     opt.step()
     assert all(torch.equal(before[k], v) for k, v in module.model.state_dict().items())
+
+
+def test_variants_are_nested_per_method_and_change_only_their_row(smoke):
+    base = load_config(smoke(exp="instancev_wan"))
+    with pytest.raises(ConfigError, match=r"variant=instancev/nope: no such variant.*instancev/full"):
+        load_config(smoke("variant=instancev/nope", exp="instancev_wan"))
+    rows = {
+        "full": {},
+        "imca_stape": {"method.saug": False, "sample.guidance": "cfg"},
+        "imca": {"method.stape": False, "method.saug": False, "sample.guidance": "cfg"},
+        "cfg6": {"sample.guidance_scale": 6.0},
+    }
+    for row, change in rows.items():
+        cfg = load_config(smoke(f"variant=instancev/{row}", exp="instancev_wan"))
+        for key in ("method.imca", "method.stape", "method.saug", "sample.guidance", "sample.guidance_scale"):
+            want = change.get(key, OmegaConf.select(base, key))
+            assert OmegaConf.select(cfg, key) == want, (row, key)
