@@ -115,3 +115,33 @@ def test_instance_clip_score_crops_the_boxes_and_zeroes_missed_instances(tmp_pat
     )
     assert missed[1] == 0 and torch.allclose(missed[0], s[0])
     assert crop_boxes(video[:, 0][None], boxes[1, :1], 32).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.slow  # a tiny CLIP from a folder + one generation
+def test_evaluate_reports_instance_clip_scores_with_local_clip_folders(tmp_path, smoke):
+    from transformers import CLIPImageProcessor
+
+    from vidgen.config import load_config
+    from vidgen.methods.instancev.module import InstanceVModule
+    from vidgen.train import build_datamodule
+
+    model, proc = _tiny_clip(tmp_path)
+    folder = tmp_path / "clip"
+    proc.tokenizer.save_pretrained(folder)
+    CLIPImageProcessor(crop_size=32, size=32).save_pretrained(folder)
+    cfg = load_config(
+        smoke(
+            "logger=none",
+            "method.eval_samples=1",
+            "method.eval_steps=2",
+            f"method.clip_models.clip_b={folder}",
+            exp="instancev_wan",
+        )
+    )
+    module = InstanceVModule(cfg)
+    dm = build_datamodule(cfg, module.spec)
+    dm.transform = InstanceVModule.sample_transform(cfg, dm)
+    module.set_null_text(*dm.null_text())
+    out = module.eval().evaluate(dm)
+    assert {"layout_iou", "layout_iou_aw", "instancebench/clip_b", "instancebench/clip_b_aw"} <= set(out)
+    assert -1.0 <= out["instancebench/clip_b_aw"] <= 1.0

@@ -116,3 +116,52 @@ def instance_clip_scores(
         scores.append((v @ t[k]).mean())
     out = torch.stack(scores)
     return out * detected.float() if detected is not None else out
+
+
+class _ClipProcessor:
+    """The two halves of a CLIP processor loaded separately (any tokenizer class AutoTokenizer knows)."""
+
+    def __init__(self, image_processor, tokenizer):
+        self.image_processor, self.tokenizer = image_processor, tokenizer
+
+
+def load_clip(path: str, field: str):
+    """(CLIPModel, processor) from a local folder (config.json + weights + tokenizer + preprocessor files)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+    from vidgen.errors import ConfigError
+
+    if not Path(path).is_dir():
+        raise ConfigError(
+            f"{field}={path!r} is not a folder; give a local CLIP folder (e.g. clip-vit-base-patch32)"
+        )
+    try:
+        model = CLIPModel.from_pretrained(path).eval()
+        proc = _ClipProcessor(CLIPImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{field}={path!r}: cannot load a CLIP model and its processor ({exc})") from exc
+    return model, proc
+
+
+def shapes_clip_metrics(videos: Sequence[Tensor], samples: Sequence, clips: dict) -> dict[str, float]:
+    """Instance CLIP-Score (mean, area-weighted) per CLIP model ``{name: (model, processor)}``;
+    an instance the exact detector does not find in any frame scores 0 (Sec. 9.1)."""
+    out: dict[str, float] = {}
+    for name, (model, proc) in clips.items():
+        scores, areas = [], []
+        for video, sample in zip(videos, samples):
+            inst = sample.instances
+            f = min(video.shape[1], inst.boxes.shape[1])
+            v = video[:, :f].float().clamp(-1, 1)
+            found = torch.tensor([bool(detect_prompt(v, p)[2].any()) for p in inst.prompts])
+            scores.append(
+                instance_clip_scores(
+                    model, proc, v, inst.boxes[:, :f], inst.visible[:, :f], inst.prompts, found
+                )
+            )
+            areas.append(box_areas(inst.boxes[:, :f], inst.visible[:, :f]))
+        mean, aw = weighted_means(torch.cat(scores), torch.cat(areas))
+        out[name], out[f"{name}_aw"] = mean, aw
+    return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 from vidgen.sweeps.tables import _GPU_TIME_HOW, VBENCH_HOW, Metric, TableSpec
 
 _CLIP_HOW = (
-    "instance CLIP-Score needs CLIP ViT-B/32 and ViT-L/14 from local folders "
-    "(vidgen.eval.instance_metrics.instance_clip_scores); write <run.dir>/external/instancebench.json"
+    "instance CLIP-Score needs local CLIP ViT-B/32 / ViT-L/14 folders: run with method.clip_models.clip_b=PATH "
+    "method.clip_models.clip_l=PATH (shapes world), or write <run.dir>/external/instancebench.json"
 )
 _GENERAL_HOW = "FVD / CLIP-Score of the run's samples from local I3D / CLIP weights; write <run.dir>/external/general.json"
 _TEMPORAL = Metric("Temporal", "vbench/motion_smoothness", evaluator="VBench", how=VBENCH_HOW)
@@ -54,11 +54,11 @@ TABLES: dict[str, TableSpec] = {
             Metric("CLIP-B", "general/clip_b", evaluator="CLIP-Score (local CLIP)", how=_GENERAL_HOW),
             Metric("CLIP-L", "general/clip_l", evaluator="CLIP-Score (local CLIP)", how=_GENERAL_HOW),
             Metric("AW IoU%", "eval/layout_iou_aw"),
-            _clip("AW CLIP-B", "instancebench/clip_b_aw"),
-            _clip("AW CLIP-L", "instancebench/clip_l_aw"),
+            _clip("AW CLIP-B", "eval/instancebench/clip_b_aw"),
+            _clip("AW CLIP-L", "eval/instancebench/clip_l_aw"),
             Metric("Mean IoU%", "eval/layout_iou"),
-            _clip("Mean CLIP-B", "instancebench/clip_b"),
-            _clip("Mean CLIP-L", "instancebench/clip_l"),
+            _clip("Mean CLIP-B", "eval/instancebench/clip_b"),
+            _clip("Mean CLIP-L", "eval/instancebench/clip_l"),
         ),
         notes=(_SHAPES_NOTE, "IoU columns are fractions, as printed in the paper."),
     ),
@@ -75,8 +75,8 @@ TABLES: dict[str, TableSpec] = {
         metrics=(
             _TEMPORAL,
             Metric("AW IoU%", "eval/layout_iou_aw"),
-            _clip("AW CLIP-B%", "instancebench/clip_b_aw"),
-            _clip("AW CLIP-L%", "instancebench/clip_l_aw"),
+            _clip("AW CLIP-B%", "eval/instancebench/clip_b_aw"),
+            _clip("AW CLIP-L%", "eval/instancebench/clip_l_aw"),
         ),
         notes=(
             _SHAPES_NOTE,

@@ -179,7 +179,7 @@ class InstanceVModule(DiffusionModule):
 
     @torch.no_grad()
     def evaluate(self, datamodule) -> dict[str, float]:
-        """Layout IoU of generated videos on the shapes world (exact detector), InstanceBench Sec. 5.2."""
+        """Layout IoU (and, with ``method.clip_models``, instance CLIP-Score) of generated shapes-world clips (Sec. 5.2)."""
         from vidgen.eval.instance_metrics import shapes_layout_metrics
 
         dataset = datamodule.dataset
@@ -195,4 +195,13 @@ class InstanceVModule(DiffusionModule):
                     self.generate_instances(batch, self.hp.eval_steps, int(self.cfg.seed) + i).cpu().float()
                 )[0]
             )
-        return shapes_layout_metrics(videos, samples)
+        metrics = shapes_layout_metrics(videos, samples)
+        folders = {k: v for k, v in self.hp.clip_models.items() if v}
+        if folders:
+            from vidgen.eval.instance_metrics import load_clip, shapes_clip_metrics
+
+            clips = {k: load_clip(v, f"method.clip_models.{k}") for k, v in folders.items()}
+            metrics.update(
+                {f"instancebench/{k}": v for k, v in shapes_clip_metrics(videos, samples, clips).items()}
+            )
+        return metrics
