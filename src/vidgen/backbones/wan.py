@@ -60,8 +60,16 @@ SCHEDULER = dict(
 class WanBackbone(Backbone):
     """Adapter for ``WanTransformer3DModel`` (T2V): zero text embeddings where ``text_mask`` is False."""
 
-    def forward(self, latents, timesteps, text_embeds, text_mask=None, image_latents=None):
+    def forward(self, latents, timesteps, text_embeds, text_mask=None, image_latents=None, attention_kwargs=None):
         self._check_no_image(image_latents)
+        if attention_kwargs:
+            # diffusers 0.42.1 calls Wan blocks as block(x, ctx, temb, rope) and drops attention_kwargs
+            # without a warning (transformer_wan.py:703-704): refuse instead of ignoring them.
+            raise ValueError(
+                f"the Wan backbone cannot pass attention_kwargs {sorted(attention_kwargs)} to its blocks "
+                "(diffusers drops them); a method that conditions attention must own the block loop, "
+                "like vidgen.methods.instancev.denoiser.InstanceVWan"
+            )
         if text_mask is not None:
             text_embeds = text_embeds * text_mask[..., None].to(text_embeds.dtype)
         return self.model(

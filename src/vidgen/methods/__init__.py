@@ -11,6 +11,7 @@ METHODS = {
     "finetune": "vidgen.methods.finetune:FineTuneModule",
     "jdm": "vidgen.methods.jdm.module:JDMModule",
     "stiv": "vidgen.methods.stiv.module:STIVModule",
+    "instancev": "vidgen.methods.instancev.module:InstanceVModule",
 }
 
 

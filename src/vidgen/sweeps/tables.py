@@ -219,6 +219,11 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+from vidgen.sweeps.tables_instancev import TABLES as _INSTANCEV  # noqa: E402  (imports the classes above)
+
+TABLES.update(_INSTANCEV)
+
+
 def table_spec(sweep_name: str) -> TableSpec | None:
     return TABLES.get(sweep_name)
 
