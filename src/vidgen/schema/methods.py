@@ -69,6 +69,11 @@ class STIVMethod(Section):
     init: STIVInit = Field(description="{from: RUN_DIR, temporal_from: RUN_DIR}")
 
 
+class InstanceVClipModels(Section):
+    clip_b: Text | None = Field(description="a local CLIP ViT-B/32 folder, or null (skipped)")
+    clip_l: Text | None = Field(description="a local CLIP ViT-L/14 folder, or null (skipped)")
+
+
 class InstanceVMethod(Section):
     """conf/method/instancev.yaml of issue 11 (InstanceV Sec. 4, Table 3); keep in step with it."""
 
@@ -84,6 +89,7 @@ class InstanceVMethod(Section):
     mask_base: float | None = Field(gt=0, description="a number > 0 (Sec. 10.2, e.g. 0.1), or null")
     eval_samples: int = Field(ge=0, description="an integer >= 0")
     eval_steps: int = Field(ge=1, description="an integer >= 1")
+    clip_models: InstanceVClipModels = Field(description="{clip_b: FOLDER|null, clip_l: FOLDER|null}")
 
 
 METHOD_SECTIONS: dict[str, type[Section]] = {
