@@ -161,3 +161,23 @@ def test_only_global_rank_zero_writes_the_run_folder_files(smoke, tmp_path, monk
     assert (run / "config.yaml").is_file() and (run / "wandb_id").read_text() == minted
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     assert wandb_run_id(run) == minted  # other ranks read rank 0's id
+
+
+def test_one_logger_record_per_optimizer_step_with_loss_lr_and_method_terms():
+    """RunRecorder sends loss, lr and the method's train/* terms in one record (one W&B call a step),
+    at Lightning's 0-based step, so W&B histories of resumed older runs line up."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from vidgen.runs import RunRecorder
+
+    calls = []
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: calls.append((metrics, step)))
+    trainer = SimpleNamespace(
+        loggers=[logger],
+        global_step=3,
+        callback_metrics={"train/loss": torch.tensor(0.25), "train/cmi_weight": torch.tensor(0.5)},
+    )
+    RunRecorder._log_step(trainer, {"step": 3, "train/loss": 0.25, "lr": 1e-4, "epoch": 0})
+    assert calls == [({"train/loss": 0.25, "lr": 1e-4, "train/cmi_weight": 0.5}, 2)]

@@ -190,6 +190,23 @@ class RunRecorder(L.Callback):
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             csv_table.append_row(self.run_dir / METRICS_FILE, row)
+            if trainer.loggers:
+                self._log_step(trainer, row)
+
+    @staticmethod
+    def _log_step(trainer: L.Trainer, row: dict[str, float]) -> None:
+        """One logger record per optimizer step: loss, lr and the method's train/* terms.
+
+        Lightning would send two (its own for `self.log`, LearningRateMonitor's for the lr), each
+        a W&B call; one record halves that cost (benchmarks/step_overhead.py). The step is
+        Lightning's convention (0-based), so resumed W&B runs of older versions line up.
+        """
+        metrics = {"train/loss": row["train/loss"], "lr": row["lr"]}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("train/") and key not in metrics:
+                metrics[key] = float(value)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step - 1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps

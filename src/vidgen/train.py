@@ -127,7 +127,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     accumulate = accumulation_steps(int(cfg.train.global_batch_size), int(cfg.train.micro_batch_size), world)
     precision = resolve_precision(cfg, on_cpu=accelerator == "cpu")
 
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
@@ -165,7 +165,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         # Lightning always passes `anonymous`, which wandb >= 0.2x warns about on every run.
         wandb_logger._wandb_init.pop("anonymous", None)
         loggers.append(wandb_logger)
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.train.ema.enabled:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 

@@ -148,9 +148,10 @@ class DiffusionModule(L.LightningModule):
 
     def training_step(self, batch: VideoBatch, batch_idx: int) -> Tensor:
         loss, extra = self.compute_loss(batch, self.step_generator(batch_idx))
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        # logger=False: RunRecorder sends one record per optimizer step (loss, lr, these) to W&B
+        self.log("train/loss", loss, prog_bar=True, logger=False, batch_size=len(batch))
         for name, value in extra.items():
-            self.log(f"train/{name}", value, batch_size=len(batch))
+            self.log(f"train/{name}", value, logger=False, batch_size=len(batch))
         return loss
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
