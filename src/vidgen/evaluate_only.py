@@ -9,26 +9,17 @@ gets ``config.yaml``, ``eval.csv`` (step 0) and ``summary.json`` with status ``c
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from vidgen import csv_table
+from vidgen.eval.callback import EVAL_FILE
+from vidgen.runs import SUMMARY_FILE, _atomic_write_text
 from vidgen.strategies import resolve_precision
-
-SUMMARY_FILE = "summary.json"
-EVAL_FILE = "eval.csv"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _device(cfg: DictConfig) -> torch.device:
@@ -56,11 +47,7 @@ def evaluate_only(cfg: DictConfig, module, datamodule, run_dir: Path) -> Path:
     with torch.no_grad(), _autocast(device, resolve_precision(cfg, on_cpu=device.type == "cpu")):
         metrics = {k: float(v) for k, v in module.evaluate(datamodule).items()}
     if metrics:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["step", *sorted(metrics)])
-        writer.writeheader()
-        writer.writerow({"step": 0, **{k: repr(v) for k, v in metrics.items()}})
-        _atomic_write(run_dir / EVAL_FILE, buf.getvalue())
+        csv_table.rewrite_rows(run_dir / EVAL_FILE, ["step", *sorted(metrics)], [{"step": 0, **metrics}])
     summary = {
         "exp": cfg.exp_name,
         "status": "completed",
@@ -74,5 +61,5 @@ def evaluate_only(cfg: DictConfig, module, datamodule, run_dir: Path) -> Path:
         **{f"eval/{k}": v for k, v in metrics.items()},
         **({"eval/step": 0} if metrics else {}),
     }
-    _atomic_write(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    _atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return run_dir
