@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--saug-only", action="store_true", help="train only the SAUG and plain-CFG arms (skip ft_wan)"
     )
+    parser.add_argument(
+        "--cross",
+        action="store_true",
+        help="also sample each InstanceV arm with the other arm's guidance (training vs sampling effect of SAUG)",
+    )
     args = parser.parse_args(argv)
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             ov = ["exp=instancev_wan", *common(args, tmp / name, args.steps), *base, *extra]
             run = train_run(ov)
             results[name] = layout_iou(args, ov, run / "checkpoints" / "last.ckpt")
+            if args.cross:  # the same weights sampled with the other arm's guidance
+                other = "method.saug=false" if name == "instancev_wan" else "method.saug=true"
+                results[f"{name}+{other}"] = layout_iou(args, [*ov, other], run / "checkpoints" / "last.ckpt")
     saug_vs_cfg = paired(results["instancev_wan"], results["instancev_wan_no_saug"])
     ok = results["instancev_wan"]["layout_iou_aw"] >= results["instancev_wan_no_saug"]["layout_iou_aw"]
     if "ft_wan" in results:
