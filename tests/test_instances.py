@@ -139,3 +139,55 @@ def test_check_instances_errors_name_sample_field_and_fix():
         check_instances(_inst(2, prompts=["a"]), "k", 8, "data=x")
     with pytest.raises(DataError, match=r"has no instances"):
         check_instances(None, "k", 8, "data=x")
+
+
+def test_layout_file_static_and_per_frame_boxes(tmp_path):
+    import json
+
+    from vidgen.instances.layout_file import draw_layout, load_layout
+
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps([
+        {"prompt": "a red square", "box": [0.0, 0.0, 0.5, 0.5]},
+        {"prompt": "a blue circle", "boxes": [[0.5, 0.5, 1.0, 1.0], None, [0.25, 0.25, 0.75, 1.0]]},
+    ]))  # fmt: skip
+    inst = load_layout(path, frames=3, max_instances=2)
+    assert inst.prompts == ["a red square", "a blue circle"]
+    assert inst.boxes.shape == (2, 3, 4) and inst.visible.tolist() == [[True] * 3, [True, False, True]]
+    assert inst.boxes[1, 2].tolist() == [0.25, 0.25, 0.75, 1.0]
+    video = -torch.ones(3, 3, 9, 9)
+    drawn = draw_layout(video, inst)
+    assert drawn[:, 0, 0, :5].eq(1).all() and drawn[:, 0, 0, 5:].eq(-1).all()  # top edge of box 0 only
+    assert drawn[0, 0].eq(1).sum() == 16 + 16 - 1 and drawn[0, 1].eq(1).sum() == 16  # box 1 absent in frame 1
+    inst.boxes[1, 1] = torch.tensor(
+        [0.5, 0.5, 1.0, 1.0]
+    )  # a box where the instance is not visible: not drawn
+    assert draw_layout(video, inst)[0, 1].eq(1).sum() == 16
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ('{"instances": []}', "non-empty list under 'instances'"),
+        ('[{"box": [0, 0, 1, 1]}]', r"instances\[0\].prompt is missing"),
+        ('[{"prompt": "a", "box": [0, 0, 1]}]', r"instances\[0\].box = \[0, 0, 1\] is not a box"),
+        ('[{"prompt": "a", "box": [0.5, 0, 0.2, 1]}]', "x2 <= x1"),
+        ('[{"prompt": "a", "boxes": [[0, 0, 1, 1]]}]', r"instances\[0\].boxes has 1 entries, the clip has 3 frames"),
+        ('[{"prompt": "a", "box": [0, 0, 1, 1], "boxes": []}]', "exactly one of 'box'"),
+        ('[{"prompt": "a", "box": [0, 0, 1.2, 1]}]', r"outside \[0, 1\]"),
+        ('[{"prompt": "a", "box": [0, 0, 1, 1]}, {"prompt": "b", "box": [0, 0, 1, 1]}, '
+         '{"prompt": "c", "box": [0, 0, 1, 1]}]', "more than method.max_instances=2"),
+    ],
+)  # fmt: skip
+def test_layout_file_errors_name_file_field_and_fix(tmp_path, content, match):
+    from vidgen.errors import DataError
+    from vidgen.instances.layout_file import load_layout
+
+    path = tmp_path / "layout.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=match) as err:
+        load_layout(path, frames=3, max_instances=2)
+    assert str(path) in str(err.value) and "Fix" in str(err.value)

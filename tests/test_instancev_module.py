@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from unittest.mock import patch
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -77,7 +80,7 @@ def test_training_drops_to_the_unconditional_branch_at_cfg_dropout(setup):
     assert all(p.grad is None for p in module.model.model.parameters())  # backbone frozen
 
 
-def test_smoke_run_trains_samples_and_evaluates_layout_iou(smoke, tmp_path):
+def test_smoke_run_trains_samples_and_evaluates_layout_iou(smoke, tmp_path, capsys):
     run = train(
         load_config(
             smoke(
@@ -92,6 +95,37 @@ def test_smoke_run_trains_samples_and_evaluates_layout_iou(smoke, tmp_path):
     summary = read_summary(run)
     assert summary["status"] == "completed" and summary["global_step"] == 2
     assert 0.0 <= summary["eval/layout_iou_aw"] <= 1.0 and 0.0 <= summary["eval/layout_iou"] <= 1.0
+
+    # `vidgen sample instances=LAYOUT.json`: the layout reaches IMCA under SAUG, and is drawn when asked
+    from vidgen.data.video_io import read_video
+    from vidgen.sampling import main as sample_main
+
+    layout = tmp_path / "layout.json"
+    layout.write_text(json.dumps({"instances": [{"prompt": "a red square", "box": [0.0, 0.0, 0.5, 0.5]}]}))
+    args = smoke("logger=none", "steps=2", "prompt=a red square", exp="instancev_wan")
+    calls = []
+    real = InstanceVModule.generate_instances
+    with patch.object(
+        InstanceVModule,
+        "generate_instances",
+        lambda self, batch, *a: calls.append((batch, str(self.cfg.sample.guidance))) or real(self, batch, *a),
+    ):
+        assert (
+            sample_main([*args, f"instances={layout}", "draw_layout=true", f"out={tmp_path / 'a.mp4'}"]) == 0
+        )
+    ((batch, guidance),) = calls
+    assert guidance == "saug" and batch.instances.prompts == [["a red square"]]
+    assert batch.instances.boxes.shape[:2] == (1, 1) and bool(batch.instances.visible.all())
+    assert SENTINEL_EMBEDS in batch.extras
+    frames, _ = read_video(tmp_path / "a.mp4")
+    assert frames.shape[0] == batch.instances.boxes.shape[2]
+    assert int(frames[0, 0, 0].min()) > 200  # the top-left box corner is drawn white
+
+    layout.write_text(json.dumps({"instances": [{"prompt": "x", "box": [0.2, 0.2, 1.5, 0.9]}]}))
+    assert sample_main([*args, f"instances={layout}", f"out={tmp_path / 'b.mp4'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"instances={layout}" in err and "outside [0, 1]" in err and "Traceback" not in err
+    assert not (tmp_path / "b.mp4").exists()
 
 
 def test_bad_input_is_one_clean_error(smoke, capsys):

@@ -176,6 +176,11 @@ def test_precompute_end_to_end_and_resume(tmp_path, models, capsys):
     x1 = (0.25 * 48 * (32 / 36) - 5) / 32  # resized width 43 (ceil 42.67), left crop 5
     assert s0.instances.boxes[0, 0, 0].item() == pytest.approx(x1, abs=0.02)
     assert s0.instances.prompt_embeds.shape == (1, TEXT_LEN, 32)
+    # each instance prompt is encoded in isolation (InstanceV Sec. 4.1), exactly as the encoder gives it
+    inst_embeds, inst_mask = text.encode(["a red square"])
+    assert torch.equal(s0.instances.prompt_embeds, inst_embeds) and torch.equal(
+        s0.instances.prompt_mask, inst_mask
+    )
     assert s0.regions.captions == ["the sky"] and s0.regions.masks.shape == (1, FRAMES, H, W)
     region = s0.regions.masks[0]  # source x >= 0.5 -> resized x >= 21.5 -> crop x >= 16.5
     assert not region[..., :16].any() and region[..., 17:].all()

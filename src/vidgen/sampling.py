@@ -1,5 +1,11 @@
 """`vidgen sample exp=NAME ckpt=PATH prompt="..." [out=PATH] [overwrite=true] [overrides]`: write an mp4.
 
+Instance-grounded methods (InstanceV) also take `instances=LAYOUT.json`: the instance prompts and
+boxes of the clip (format: `vidgen.instances.layout_file`), checked like training data, encoded
+by the same text encoder, and sampled with the experiment's guidance (InstanceV: SAUG at CFG 5,
+whose unconditional branch is built from the layout, not from `negative_prompt`);
+`draw_layout=true` draws the requested boxes over the written clip.
+
 The checkpoint is read by `vidgen.checkpoints.load_checkpoint` (`weights_only=True`; with EMA on,
 Lightning stores the averaged weights in its `state_dict`) and must be of this config's method
 and backbone. An existing `out=` file is refused unless `overwrite=true` (`sample.overwrite`);
@@ -26,7 +32,9 @@ from vidgen.methods import method_class
 from vidgen.run_folder import check_writable_dir
 from vidgen.train import build_datamodule, data_resolution
 
-SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed")
+SHORTHANDS = (
+    "ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed", "instances", "draw_layout",
+)  # fmt: skip
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -36,7 +44,13 @@ def expand_shorthands(argv: list[str]) -> list[str]:
         key, sep, value = item.partition("=")
         if sep and key in SHORTHANDS:
             key = f"sample.{key}"
-        if sep and key in ("sample.prompt", "sample.negative_prompt", "sample.ckpt", "sample.out"):
+        if sep and key in (
+            "sample.prompt",
+            "sample.negative_prompt",
+            "sample.ckpt",
+            "sample.out",
+            "sample.instances",
+        ):
             value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         out.append(f"{key}{sep}{value}" if sep else item)
     return out
@@ -71,6 +85,39 @@ def output_path(cfg: DictConfig) -> Path:
     return out
 
 
+def generate_layout(cfg: DictConfig, module, datamodule, text: torch.Tensor, text_mask: torch.Tensor, size):
+    """Latents [1, C, F', H', W'] of the caption grounded on the `instances=` layout, and its Instances.
+
+    The layout goes through the method's own sample transform (the training data's checks, SAUG's
+    sentinels) and its ``generate_instances`` (``sample.guidance`` at ``sample.guidance_scale``).
+    """
+    from vidgen.data.sample import VideoSample, collate
+    from vidgen.instances.layout_file import load_layout
+
+    if not hasattr(module, "generate_instances"):
+        raise ConfigError(
+            f"instances={cfg.sample.instances}: method={cfg.method.name} takes no instance layout. "
+            "Fix: drop instances=, or sample an instance-grounded experiment (e.g. exp=instancev_wan)"
+        )
+    frames, height, width = size
+    max_instances = int(cfg.method.get("max_instances") or cfg.data.max_instances)
+    instances = load_layout(cfg.sample.instances, frames, max_instances)
+    instances.prompt_embeds, instances.prompt_mask = datamodule.text_encoder().encode(instances.prompts)
+    sample_ = VideoSample(
+        key="layout",
+        latents=torch.zeros(module.latent_shape(frames, height, width)),
+        text_embeds=text,
+        text_mask=text_mask,
+        caption=str(cfg.sample.prompt),
+        frame_size=(frames, height, width),
+        instances=instances,
+    )
+    sample_ = module.sample_transform(cfg, datamodule)(sample_)
+    batch = collate([sample_]).to(module.device)
+    latents = module.generate_instances(batch, int(cfg.sample.steps), int(cfg.sample.seed))
+    return latents, instances
+
+
 def sample(cfg: DictConfig) -> Path:
     spec = get_backbone(cfg.backbone.name)
     ckpt = cfg.sample.ckpt
@@ -96,19 +143,30 @@ def sample(cfg: DictConfig) -> Path:
                 f"{spec.name} is image-conditioned; sampling it needs data=shapes (first frame of clip 0)"
             )
         image_latents = datamodule.dataset[0].image_latents[None]
-    latents = module.generate(
-        embeds,
-        mask,
-        null_embeds,
-        null_mask,
-        latent_shape=module.latent_shape(frames, height, width),
-        steps=int(cfg.sample.steps),
-        guidance=str(cfg.sample.guidance),
-        guidance_scale=float(cfg.sample.guidance_scale),
-        seed=int(cfg.sample.seed),
-        image_latents=image_latents,
-    )
+    layout = cfg.sample.get("instances")
+    instances = None
+    if layout:
+        latents, instances = generate_layout(
+            cfg, module, datamodule, embeds[0], mask[0], (frames, height, width)
+        )
+    else:
+        latents = module.generate(
+            embeds,
+            mask,
+            null_embeds,
+            null_mask,
+            latent_shape=module.latent_shape(frames, height, width),
+            steps=int(cfg.sample.steps),
+            guidance=str(cfg.sample.guidance),
+            guidance_scale=float(cfg.sample.guidance_scale),
+            seed=int(cfg.sample.seed),
+            image_latents=image_latents,
+        )
     video = module.decode_sample(latents, codec)
+    if instances is not None and cfg.sample.get("draw_layout"):
+        from vidgen.instances.layout_file import draw_layout
+
+        video = draw_layout(video[0], instances)[None]
     from vidgen.data.video_io import write_video
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             overrides_help(
                 "sample",
-                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]',
+                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] '
+                "[instances=LAYOUT.json [draw_layout=true]] [overrides...]\n"
+                '  LAYOUT.json: {"instances": [{"prompt": "a red square", "box": [x1, y1, x2, y2]}, ...]} '
+                '(normalised; or "boxes": one [x1, y1, x2, y2] or null per frame)',
             )
         )
         return 0

@@ -46,8 +46,9 @@ def weighted_means(values: Tensor, areas: Tensor) -> tuple[float, float]:
     return float(values.mean()), aw
 
 
-def shapes_layout_metrics(videos: Sequence[Tensor], samples: Sequence) -> dict[str, float]:
-    """Layout IoU (mean, area-weighted) of generated clips [3, F, H, W] against their samples' instances."""
+def shapes_layout_records(videos: Sequence[Tensor], samples: Sequence) -> tuple[Tensor, Tensor]:
+    """Per-instance layout IoU and ground-truth box area [M] of generated clips [3, F, H, W], in
+    (sample, instance) order, so two models' records pair up (benchmarks compare them)."""
     ious, areas = [], []
     for video, sample in zip(videos, samples):
         inst = sample.instances
@@ -57,9 +58,12 @@ def shapes_layout_metrics(videos: Sequence[Tensor], samples: Sequence) -> dict[s
             gt_b, gt_v = inst.boxes[k, :n_frames], inst.visible[k, :n_frames]
             ious.append(instance_layout_iou(boxes[None], visible[None], gt_b[None], gt_v[None]))
             areas.append(box_areas(gt_b[None], gt_v[None]))
-    mean, aw = weighted_means(
-        torch.cat(ious) if ious else torch.zeros(0), torch.cat(areas) if areas else torch.zeros(0)
-    )
+    return (torch.cat(ious) if ious else torch.zeros(0)), (torch.cat(areas) if areas else torch.zeros(0))
+
+
+def shapes_layout_metrics(videos: Sequence[Tensor], samples: Sequence) -> dict[str, float]:
+    """Layout IoU (mean, area-weighted) of generated clips [3, F, H, W] against their samples' instances."""
+    mean, aw = weighted_means(*shapes_layout_records(videos, samples))
     return {"layout_iou": mean, "layout_iou_aw": aw}
 
 

@@ -74,6 +74,8 @@ class Sample(Section):
     guidance: Text = Field(description="a registered guidance name, e.g. cfg")
     guidance_scale: float = Field(ge=0, description="a number >= 0, e.g. 6.0")
     seed: int = Field(ge=0, description="an integer >= 0")
+    instances: Text | None = Field(None, description="a layout .json path (instance prompts + boxes), or null")
+    draw_layout: bool = Field(False, description="true or false (draw the layout's boxes over the clip)")
 
 
 class Backbone(Section):
