@@ -62,8 +62,8 @@ def test_hyperband_gaps_are_rejected(early, message):
 @pytest.mark.parametrize(
     "extra",
     [
-        # 0.1 + 0.2 + 0.7 is not 1.0 in floats: W&B compares with a tolerance
-        {"parameters": {"x": {"values": [1, 2, 3], "probabilities": [0.1, 0.2, 0.7]}}},
+        # ten times 0.1 sums to 0.9999999999999999 in floats: W&B compares with a tolerance
+        {"parameters": {"x": {"values": list(range(10)), "probabilities": [0.1] * 10}}},
         {"parameters": {"lr": {"min": 1e-5, "max": 1e-3}, "n": {"min": 0, "max": 9}}},
         {"early_terminate": {"type": "hyperband", "min_iter": 3}},
         {"early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3, "strict": True}},
