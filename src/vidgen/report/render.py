@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from vidgen.report.collect import curve_key
 from vidgen.report.table import Cell, Report
 
 MARKS = {"not-computed": "n/c", "failed": "failed", "missing": "missing"}
+SCALE_NOTE = ("Δ only for rows trained at the paper's scale (real backbone on real data); "
+              "scale: backbone · steps trained · data.")
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -104,9 +108,10 @@ def view(report: Report, meta: dict | None = None) -> dict[str, Any]:
                 "reason": cell.reason,
                 "paper": _fmt(cell.paper, cell.metric.digits),
                 "paper_best": cell.paper_best,
-                "diff": _diff(cell) if cell.diff is not None else None,
+                "diff": _diff(cell) if cell.diff is not None and cell.comparable else None,
             })
-        rows.append({"label": row.label, "value": row.value, "status": row.status, "cells": cells})
+        rows.append({"label": row.label, "value": row.value, "status": row.status, "scale": row.scale,
+                     "paper_scale": row.paper_scale, "cells": cells})
     return {
         "paper": spec.paper.upper(),
         "table": spec.table,
@@ -118,6 +123,7 @@ def view(report: Report, meta: dict | None = None) -> dict[str, Any]:
         "notes": _notes(report),
         "changes": [(r.label, r.change) for r in report.rows if r.change],
         "footer": _footer_lines(report, meta) if meta is not None else [],
+        "scale_note": SCALE_NOTE,
     }
 
 
@@ -147,12 +153,13 @@ def to_markdown(report: Report, meta: dict, figures: dict[str, str] | None = Non
 
 # ---------------------------------------------------------------- latex
 _TEX = str.maketrans({"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
-                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"})
+                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
+                      "<": r"\textless{}", ">": r"\textgreater{}"})
 
 
 def _tex(s: str) -> str:
     return str(s).translate(_TEX).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--") \
-        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$")
+        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$").replace("·", r"$\cdot$")
 
 
 def to_latex(report: Report, meta: dict) -> str:
@@ -161,7 +168,8 @@ def to_latex(report: Report, meta: dict) -> str:
 
 # ---------------------------------------------------------------- figures
 def figures(report: Report) -> dict[str, bytes]:
-    """PNG bytes: 'bars' (ours vs paper per metric and row) and 'curves' (metrics over steps)."""
+    """PNG bytes: 'bars' (ours vs paper per metric and row), 'curves' (the table's curve metrics,
+    all rows on one plot) and 'curves_<row value>' (that row's loss and eval metrics over steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,7 +215,39 @@ def figures(report: Report) -> dict[str, bytes]:
         fig.tight_layout()
         out["curves"] = _png(fig)
         plt.close(fig)
+    for row in report.rows:
+        if png := _row_curves(plt, report, row):
+            out["curves_" + re.sub(r"[^A-Za-z0-9._-]+", "_", row.value)] = png
     return out
+
+
+def _row_curves(plt, report: Report, row) -> bytes | None:
+    """One row's training curves: the loss and every evaluation metric over steps, a line per run (seed)."""
+    table_keys = {m.key for m in report.spec.metrics}
+    keys = sorted({k for r in row.runs for c in r.curves for k in c if curve_key(k) or k in table_keys},
+                  key=lambda k: (not k.startswith("train/loss"), k))
+    if not keys:
+        return None
+    cols = min(4, len(keys))
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for r in row.runs:
+            pts = [(c["step"], c[key]) for c in r.curves if key in c]
+            if pts:
+                seed = r.params.get("seed")
+                ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3,
+                        label=f"seed {seed}" if seed is not None else r.ref[-24:])
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{row.label} ({row.scale})", fontsize=10)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    return png
 
 
 def _png(fig) -> bytes:
@@ -220,7 +260,8 @@ def _png(fig) -> bytes:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
 font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child
 {text-align:left}.best{font-weight:bold}.mark{color:#b00}.paper{color:#555}.diff{color:#777;font-size:11px}
-footer{margin-top:2em;font-size:11px;color:#555}img{max-width:100%}"""
+footer{margin-top:2em;font-size:11px;color:#555;overflow-wrap:anywhere}footer ul{padding-left:1.2em}
+.scale{color:#777;font-size:11px}.scale.other{font-style:italic}img{max-width:100%}"""
 
 
 def html_table(report: Report) -> str:
