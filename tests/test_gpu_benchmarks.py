@@ -69,8 +69,14 @@ def test_markdown_has_the_gpu_mfu_and_every_method_line():
 def test_cpu_dry_run_runs_every_part(tmp_path):
     out = tmp_path / "results"
     env = {**os.environ, "VIDGEN_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(GPU / "run_all.sh"), "--dry-run", "--out", str(out)], env=env,
-                          capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+    proc = subprocess.run(
+        ["bash", str(GPU / "run_all.sh"), "--dry-run", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "gpu_cpu_dry_run.json").read_text())
     status = {name: part["status"] for name, part in record["parts"].items()}

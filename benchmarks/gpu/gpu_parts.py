@@ -183,7 +183,9 @@ def overhead_script(script: str) -> Callable[[Ctx], dict]:
         """The method's own overhead script with `--time` on CUDA (it counts at real size on meta, so
         the CPU dry run runs it without `--time`); it writes the profile's keys plus its breakdown."""
         out = ctx.workdir / (Path(script).stem + ".json")
-        cmd = [sys.executable, str(ROOT / script), "--out", str(out)] + (["--time"] if ctx.device == "cuda" else [])
+        cmd = [sys.executable, str(ROOT / script), "--out", str(out)] + (
+            ["--time"] if ctx.device == "cuda" else []
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{script} exited {proc.returncode}: {proc.stderr[-1500:]}")
@@ -207,7 +209,9 @@ PARTS: list[Part] = [
     Part("matmul_peak", matmul_peak, 60),
     Part("train_step:ddp", train_step("ddp"), 150),
     Part("train_step:deepspeed_zero2", train_step("deepspeed_zero2"), 150, cuda_only=True),  # DeepSpeed: CUDA
-    *(Part(f"method_overhead:{exp}", overhead_script(script) if script else method_overhead(exp), 120)
-      for _, exp, _, script in METHOD_OVERHEAD),
+    *(
+        Part(f"method_overhead:{exp}", overhead_script(script) if script else method_overhead(exp), 120)
+        for _, exp, _, script in METHOD_OVERHEAD
+    ),
     Part("vidgen_profile_cli", profile_cli, 90),
 ]

@@ -65,7 +65,7 @@ def _run_part(part, args, workdir: Path, deadline: float) -> dict:
     line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith(RESULT)), None)
     if proc.returncode != 0 or line is None:
         return {"status": "failed", "wall_s": wall, "error": (proc.stderr or proc.stdout)[-3000:]}
-    return {"status": "ok", "wall_s": wall, "result": json.loads(line[len(RESULT):])}
+    return {"status": "ok", "wall_s": wall, "result": json.loads(line[len(RESULT) :])}
 
 
 def _device_info(device: str) -> dict:
@@ -73,15 +73,20 @@ def _device_info(device: str) -> dict:
 
     info = {"torch": torch.__version__, "device": device}
     if device == "cuda":
-        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
-                    gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30)
+        info.update(
+            gpu=torch.cuda.get_device_name(0),
+            cuda=torch.version.cuda,
+            gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30,
+        )
     else:
         info.update(gpu="none (CPU dry run)", cpus=os.cpu_count())
     return info
 
 
 def _git_commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
     return proc.stdout.strip() or "unknown"
 
 
@@ -120,33 +125,47 @@ def to_markdown(record: dict) -> str:
     for name, part in parts.items():
         if name.startswith("train_step:"):
             r = part.get("result", {})
-            out.append(f"| {name.split(':', 1)[1]} | {r.get('backbone', part.get('status'))} | "
-                       f"{_f(r.get('peak_memory_gib'), '.1f')} | {_f(r.get('step_time_s'), '.3f')} | "
-                       f"{_f(r.get('tokens_per_s'), ',.0f')} | {_f(r.get('achieved_tflops'), '.1f')} | "
-                       f"{_f(r.get('mfu'), '.1%')} |")
-    out += ["", "MFU: 3 x the forward FLOPs (vidgen.profile; recompute by checkpointing not counted) per step "
-            "time, over the matmul peak above.", "",
-            "## Forward-time overhead of each method against its backbone (bf16, batch 1)", "",
-            "| method | exp | resolution | params % | FLOPs % | backbone ms | method ms | time % | paper time % |",
-            "|---|---|---|--:|--:|--:|--:|--:|--:|"]
+            out.append(
+                f"| {name.split(':', 1)[1]} | {r.get('backbone', part.get('status'))} | "
+                f"{_f(r.get('peak_memory_gib'), '.1f')} | {_f(r.get('step_time_s'), '.3f')} | "
+                f"{_f(r.get('tokens_per_s'), ',.0f')} | {_f(r.get('achieved_tflops'), '.1f')} | "
+                f"{_f(r.get('mfu'), '.1%')} |"
+            )
+    out += [
+        "",
+        "MFU: 3 x the forward FLOPs (vidgen.profile; recompute by checkpointing not counted) per step "
+        "time, over the matmul peak above.",
+        "",
+        "## Forward-time overhead of each method against its backbone (bf16, batch 1)",
+        "",
+        "| method | exp | resolution | params % | FLOPs % | backbone ms | method ms | time % | paper time % |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for method, exp, paper, _ in METHOD_OVERHEAD:
         part = parts.get(f"method_overhead:{exp}", {})
         r = part.get("result", {})
         o, res = r.get("overhead", {}), r.get("resolution", {})
-        where = "x".join(str(res.get(k, "?")) for k in ("frames", "height", "width")) if res else part.get(
-            "status", "not run")
-        out.append(f"| {method} | {exp} | {where} | {_f(o.get('params_pct'), '+.2f')} | "
-                   f"{_f(o.get('fwd_flops_pct'), '+.2f')} | {_f(r.get('backbone', {}).get('fwd_ms'), '.1f')} | "
-                   f"{_f(r.get('method', {}).get('fwd_ms'), '.1f')} | {_f(o.get('fwd_time_pct'), '+.2f')} | "
-                   f"{_f(paper, '+.2f')} |")
+        where = (
+            "x".join(str(res.get(k, "?")) for k in ("frames", "height", "width"))
+            if res
+            else part.get("status", "not run")
+        )
+        out.append(
+            f"| {method} | {exp} | {where} | {_f(o.get('params_pct'), '+.2f')} | "
+            f"{_f(o.get('fwd_flops_pct'), '+.2f')} | {_f(r.get('backbone', {}).get('fwd_ms'), '.1f')} | "
+            f"{_f(r.get('method', {}).get('fwd_ms'), '.1f')} | {_f(o.get('fwd_time_pct'), '+.2f')} | "
+            f"{_f(paper, '+.2f')} |"
+        )
     cli = parts.get("vidgen_profile_cli", {}).get("result")
     if cli:
         out += ["", f"## `{cli['command']}`", "", "```", cli["output"].rstrip(), "```"]
     out += ["", "## Parts", "", "| part | status | wall (s) | note |", "|---|---|--:|---|"]
     for name, part in parts.items():
         note = (part.get("reason") or part.get("error") or "").strip().splitlines()
-        out.append(f"| {name} | {part['status']} | {_f(part.get('wall_s'), '.1f')} | "
-                   f"{(note[-1] if note else '').replace('|', '/')[:160]} |")
+        out.append(
+            f"| {name} | {part['status']} | {_f(part.get('wall_s'), '.1f')} | "
+            f"{(note[-1] if note else '').replace('|', '/')[:160]} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -160,12 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--tiny", action="store_true", help="tiny backbones, 2 steps (implied by --device cpu)")
-    p.add_argument("--dry-run", action="store_true", help="= --device cpu --tiny: check every part without a GPU")
-    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results (a temp folder on CPU)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="= --device cpu --tiny: check every part without a GPU"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results (a temp folder on CPU)"
+    )
     p.add_argument("--only", default="", help="comma-separated part names (see --list)")
     p.add_argument("--list", action="store_true", help="print the parts and exit")
-    p.add_argument("--budget-s", type=float, default=None,
-                   help=f"stop starting parts after this many seconds (default {BUDGET_S} on CUDA, 1800 on CPU)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help=f"stop starting parts after this many seconds (default {BUDGET_S} on CUDA, 1800 on CPU)",
+    )
     p.add_argument("--part", help=argparse.SUPPRESS)  # child: run one part
     p.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -182,19 +209,28 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: benchmarks/gpu/run_all.sh measures GPU memory, step times and forward times and needs a "
-              "CUDA GPU; none is visible here (torch.cuda.is_available() is False). To check every part on "
-              "CPU at tiny size: bash benchmarks/gpu/run_all.sh --dry-run", file=sys.stderr)
+        print(
+            "error: benchmarks/gpu/run_all.sh measures GPU memory, step times and forward times and needs a "
+            "CUDA GPU; none is visible here (torch.cuda.is_available() is False). To check every part on "
+            "CPU at tiny size: bash benchmarks/gpu/run_all.sh --dry-run",
+            file=sys.stderr,
+        )
         return 2
     if args.part:
         return _child(args.part, Ctx(args.device, args.tiny, args.workdir))
     names = [n for n in args.only.split(",") if n]
     if unknown := sorted(set(names) - {part.name for part in PARTS}):
-        print(f"error: --only {','.join(unknown)}: unknown part(s); valid: "
-              f"{', '.join(part.name for part in PARTS)}", file=sys.stderr)
+        print(
+            f"error: --only {','.join(unknown)}: unknown part(s); valid: "
+            f"{', '.join(part.name for part in PARTS)}",
+            file=sys.stderr,
+        )
         return 2
-    out = args.out or (Path(tempfile.mkdtemp(prefix="vidgen-gpu-dryrun-")) if args.device == "cpu"
-                       else ROOT / "benchmarks" / "results")
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="vidgen-gpu-dryrun-"))
+        if args.device == "cpu"
+        else ROOT / "benchmarks" / "results"
+    )
     info = _device_info(args.device)
     record = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -213,12 +249,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.monotonic() - start:6.1f} s] {part.name} ...", flush=True)
             record["parts"][part.name] = _run_part(part, args, Path(workdir), deadline)
             status = record["parts"][part.name]
-            print(f"[{time.monotonic() - start:6.1f} s] {part.name}: {status['status']}"
-                  + (f" ({status.get('error', status.get('reason', ''))[-300:]})" if status["status"] != "ok" else ""),
-                  flush=True)
+            print(
+                f"[{time.monotonic() - start:6.1f} s] {part.name}: {status['status']}"
+                + (
+                    f" ({status.get('error', status.get('reason', ''))[-300:]})"
+                    if status["status"] != "ok"
+                    else ""
+                ),
+                flush=True,
+            )
     record["total_wall_s"] = time.monotonic() - start
     derive(record)
-    slug = re.sub(r"[^a-z0-9]+", "_", info["gpu"].lower()).strip("_") if args.device == "cuda" else "cpu_dry_run"
+    slug = (
+        re.sub(r"[^a-z0-9]+", "_", info["gpu"].lower()).strip("_") if args.device == "cuda" else "cpu_dry_run"
+    )
     out.mkdir(parents=True, exist_ok=True)
     _write(out / f"gpu_{slug}.json", json.dumps(record, indent=2, default=str) + "\n")
     _write(out / f"gpu_{slug}.md", to_markdown(record))
