@@ -9,6 +9,11 @@
 * :func:`build_lr_schedule` - ``(scheduler, "step")`` for Lightning's
   ``lr_scheduler_config["interval"]``.
 * :func:`accumulation_steps` - ``global_batch / (micro_batch * world_size)``.
+
+``piecewise_linear`` stays a ``LambdaLR`` over the closed form rather than ``SequentialLR`` of
+``LinearLR``/``ConstantLR``: ``LinearLR`` factors must lie in (0, 1] of the optimizer LR, so a
+warm-up from 0 or InstanceV's 5e-4 peak over a 1e-4 optimizer LR cannot be written, and its
+chainable update drifts from the closed form in the last bits (tests/test_lr_resume.py).
 """
 
 from __future__ import annotations

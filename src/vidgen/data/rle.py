@@ -1,20 +1,18 @@
-"""COCO-style run-length encoding of boolean masks (compatible with pycocotools).
+"""COCO run-length encoding of boolean masks, through ``pycocotools.mask``.
 
-A mask ``[H, W]`` is flattened in **column-major** (Fortran) order, like pycocotools, and
-described by the lengths of alternating runs, starting with a run of zeros (which may have
-length 0 when the first pixel is set). The JSON form is
+A mask ``[H, W]`` is flattened in **column-major** (Fortran) order and described by the lengths
+of alternating runs, starting with a run of zeros (length 0 when the first pixel is set). The
+JSON form is pycocotools' compressed RLE
 
     {"size": [H, W], "counts": "<compressed string>"}
 
-where ``counts`` is the pycocotools compressed string (each count, after the first two, is
-stored as the difference to the count two places earlier, in 5-bit little-endian groups with a
-continuation bit, offset by ASCII 48). ``decode`` also accepts an uncompressed list of ints as
-``counts`` (pycocotools' "uncompressed RLE").
+``decode`` also accepts an uncompressed list of ints as ``counts`` (pycocotools' "uncompressed
+RLE"). Example: ``[[0,1,0],[0,1,1],[0,0,0]]`` -> counts ``[3, 2, 2, 1, 1]`` -> ``"322OO"``.
 
-Example: the 3x3 mask ``[[0,1,0],[0,1,1],[0,0,0]]`` flattened column-major is
-``0,0,0, 1,1,0, 0,1,0`` -> counts ``[3, 2, 2, 1, 1]`` -> string ``"322OO"``.
-
-Pure numpy/torch; no pycocotools dependency.
+Encoding, decoding and area are ``pycocotools.mask``. The counts string is also parsed here
+(``counts_from_string``) to *check* an RLE before pycocotools sees it: its C decoder does not
+check that the counts sum to H*W (short counts decode padded with zeros; a string too short
+for its size returns uninitialised memory), and RLEs come from user annotation files.
 """
 
 from __future__ import annotations
@@ -23,10 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as coco_mask
 from torch import Tensor
 
 __all__ = [
     "RLEError",
+    "area",
     "rle_size",
     "counts_from_string",
     "counts_to_string",
@@ -51,41 +51,20 @@ def _as_numpy_mask(mask: Tensor | np.ndarray) -> np.ndarray:
     return mask.astype(bool, copy=False)
 
 
-def mask_counts(mask: Tensor | np.ndarray) -> list[int]:
-    """Run lengths of a 2-D mask in column-major order, starting with a (possibly empty) zero run."""
-    m = _as_numpy_mask(mask)
-    flat = m.T.reshape(-1)  # column-major
-    n = flat.size
-    if n == 0:
-        return [0]  # as pycocotools
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [n]))
-    runs = np.diff(bounds).tolist()
-    if flat[0]:
-        runs = [0, *runs]
-    return [int(r) for r in runs]
-
-
 def counts_to_string(counts: list[int]) -> str:
-    """pycocotools ``rleToString``: delta + 5-bit varint compression of the counts."""
-    out: list[str] = []
-    for i, count in enumerate(counts):
-        x = int(count)
-        if i > 2:  # pycocotools quirk: deltas start at index 3, not 2
-            x -= int(counts[i - 2])
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5  # arithmetic shift, as on C longs
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-    return "".join(out)
+    """pycocotools ``rleToString`` of uncompressed counts (via ``frPyObjects``)."""
+    n = int(sum(counts))
+    return coco_mask.frPyObjects({"size": [n, 1], "counts": [int(c) for c in counts]}, n, 1)[
+        "counts"
+    ].decode()
 
 
 def counts_from_string(s: str) -> list[int]:
-    """pycocotools ``rleFrString``: inverse of :func:`counts_to_string`."""
+    """Inverse of :func:`counts_to_string` (pycocotools ``rleFrString``), raising RLEError on bad input.
+
+    pycocotools has no Python entry point that returns the counts, and its decoder does not
+    validate them (module docstring), so the parse is kept here to check untrusted RLEs.
+    """
     counts: list[int] = []
     p = 0
     n = len(s)
@@ -105,16 +84,22 @@ def counts_from_string(s: str) -> list[int]:
             k += 1
             if not more and (c & 0x10):
                 x |= -1 << (5 * k)
-        if len(counts) > 2:
+        if len(counts) > 2:  # pycocotools: deltas against the count two places earlier, from index 3
             x += counts[-2]
         counts.append(x)
     return counts
 
 
 def encode(mask: Tensor | np.ndarray) -> dict[str, Any]:
-    """Encode a boolean ``[H, W]`` mask as ``{"size": [H, W], "counts": str}`` (pycocotools format)."""
+    """Encode a boolean ``[H, W]`` mask as ``{"size": [H, W], "counts": str}`` (``pycocotools.mask.encode``)."""
     m = _as_numpy_mask(mask)
-    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": counts_to_string(mask_counts(m))}
+    out = coco_mask.encode(np.asfortranarray(m.astype(np.uint8)))
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": out["counts"].decode("ascii")}
+
+
+def mask_counts(mask: Tensor | np.ndarray) -> list[int]:
+    """Run lengths of a 2-D mask in column-major order, starting with a (possibly empty) zero run."""
+    return counts_from_string(encode(mask)["counts"])
 
 
 def rle_size(rle: Any) -> tuple[int, int]:
@@ -142,8 +127,8 @@ def _counts(rle: dict[str, Any]) -> list[int]:
     raise RLEError("RLE counts must be a compressed string or a list of integers")
 
 
-def decode(rle: dict[str, Any]) -> Tensor:
-    """Decode an RLE dict to a bool tensor ``[H, W]`` (raises RLEError when malformed)."""
+def _checked(rle: dict[str, Any]) -> dict[str, Any]:
+    """``rle`` as a pycocotools compressed RLE, after checking its counts cover H*W exactly."""
     h, w = rle_size(rle)
     counts = _counts(rle)
     if any(c < 0 for c in counts):
@@ -151,10 +136,24 @@ def decode(rle: dict[str, Any]) -> Tensor:
     total = sum(counts)
     if total != h * w:
         raise RLEError(f"RLE counts sum to {total} but size {h}x{w} has {h * w} pixels")
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
-    flat = np.repeat(values, counts)
-    return torch.from_numpy(np.ascontiguousarray(flat.reshape(w, h).T))
+    if isinstance(rle["counts"], (list, tuple)):
+        return coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    counts_str = rle["counts"]
+    return {
+        "size": [h, w],
+        "counts": counts_str.encode("ascii") if isinstance(counts_str, str) else counts_str,
+    }
+
+
+def decode(rle: dict[str, Any]) -> Tensor:
+    """Decode an RLE dict to a bool tensor ``[H, W]`` (``pycocotools.mask.decode``; RLEError when malformed)."""
+    m = coco_mask.decode(_checked(rle))
+    return torch.from_numpy(np.ascontiguousarray(m.astype(bool)))
+
+
+def area(rle: dict[str, Any]) -> int:
+    """Number of set pixels (``pycocotools.mask.area``; RLEError when malformed)."""
+    return int(coco_mask.area(_checked(rle)))
 
 
 def encode_frames(masks: Tensor | np.ndarray) -> list[dict[str, Any]]:

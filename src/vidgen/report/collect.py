@@ -53,6 +53,42 @@ class RunResult:
     finished: str = ""
     commit: str = ""
     error: str = ""
+    scale: Scale | None = None  # None: the run's config was not found
+
+
+# data groups that are synthetic: a row trained on them is not at the paper's scale
+SYNTHETIC_DATA = ("shapes",)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a run was trained at: backbone size (tiny | real), optimizer steps, data group."""
+
+    backbone: str = "?"
+    steps: int | None = None
+    data: str = "?"
+
+    @property
+    def paper_scale(self) -> bool:
+        """Comparable to the paper: the real backbone on real data (steps are shown, not compared)."""
+        return self.backbone == "real" and self.data not in ("?", *SYNTHETIC_DATA)
+
+    def __str__(self) -> str:
+        steps = "? steps" if self.steps is None else f"{self.steps} steps"
+        return f"{self.backbone} · {steps} · {self.data}"
+
+
+def run_scale(config: dict[str, Any], curves: list[dict[str, float]] = ()) -> Scale | None:
+    """A run's Scale from its resolved config (run folder config.yaml or the W&B run config).
+
+    Steps: the last step the run logged (metrics.csv / W&B history), else `train.max_steps`.
+    """
+    if not config:
+        return None
+    size, data, max_steps = (_lookup(config, k) for k in ("backbone.size", "data.name", "train.max_steps"))
+    logged = [int(c["step"]) for c in curves if "step" in c]
+    steps = max(logged) if logged else (int(max_steps) if isinstance(max_steps, (int, float)) else None)
+    return Scale(str(size) if size else "?", steps, str(data) if data else "?")
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -82,6 +118,11 @@ def read_external(run_dir: Path) -> tuple[dict[str, float], list[dict[str, float
                               '{"evaluator": "VBench", "metrics": {"<name>": value, ...}} '
                               "(docs/sweeps.md, 'External metrics')") from None
     return metrics, curves
+
+
+def curve_key(key: str) -> bool:
+    """Plotted per row: the training loss (and its terms) and every evaluation metric."""
+    return key.startswith(("train/loss", "eval/"))
 
 
 def _merge_curves(*sources: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -115,7 +156,7 @@ def collect_local(runs_dir: str | Path, sweep: Sweep) -> list[RunResult]:
         external, ext_curves = read_external(run_dir)
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() \
             else {}
-        metrics = [{k: v for k, v in r.items() if k in ("step", "train/loss")} for r in read_metrics(run_dir)]
+        metrics = [{k: v for k, v in r.items() if k == "step" or curve_key(k)} for r in read_metrics(run_dir)]
         summary_path = run_dir / "summary.json"
         results.append(RunResult(
             source="local",
@@ -131,6 +172,7 @@ def collect_local(runs_dir: str | Path, sweep: Sweep) -> list[RunResult]:
                                                     else ""),
             commit=record.get("commit", ""),
             error=str(error),
+            scale=run_scale(config, metrics),
         ))
     return results
 
@@ -188,6 +230,7 @@ def collect_wandb_offline(root: str | Path, sweep: Sweep) -> list[RunResult]:
             started=_iso(run.started),
             finished=_iso(os.path.getmtime(path)),
             commit=run.commit[:12],
+            scale=run_scale(run.config, curves),
         )
         # a resumed run writes one file per (re)start under the same id: keep the latest
         if run.run_id not in latest or latest[run.run_id].finished <= result.finished:
@@ -222,6 +265,7 @@ def collect_wandb_api(path: str, sweep: Sweep) -> list[RunResult]:  # pragma: no
             started=str(run.created_at),
             finished=str(getattr(run, "heartbeat_at", "") or ""),
             commit=str((run.metadata or {}).get("git", {}).get("commit", ""))[:12],
+            scale=run_scale(config, curves),
         ))
     return results
 

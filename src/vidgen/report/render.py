@@ -4,19 +4,27 @@ Cell format, everywhere: `ours / paper (Δ ours−paper)`; ours is `mean ± std 
 seeds ran. The best of each column is bold (ours and the paper's separately, by the metric's
 direction in the reference). A value that could not be shown is a mark with a numbered reason:
 `n/c` not computed (names the evaluator and how to import it), `failed`, `missing` (no run).
+
+`view()` turns a Report into plain strings and flags (the cell values come from
+`vidgen.report.table.build`); the Jinja2 templates in `templates/` only lay them out.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+import re
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+from vidgen.report.collect import curve_key
 from vidgen.report.table import Cell, Report
 
 MARKS = {"not-computed": "n/c", "failed": "failed", "missing": "missing"}
+SCALE_NOTE = ("Δ only for rows trained at the paper's scale (real backbone on real data); "
+              "scale: backbone · steps trained · data.")
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -81,94 +89,87 @@ def _footer_lines(report: Report, meta: dict) -> list[str]:
     return lines
 
 
-# ---------------------------------------------------------------- markdown
-def to_markdown(report: Report, meta: dict, figures: dict[str, str] | None = None) -> str:
-    spec = report.spec
-    out = [f"# {spec.paper.upper()} {spec.table}: ours vs. paper", "", f"_{report.caption}_", ""]
-    out += [f"> {n}" for n in spec.notes] + ([""] if spec.notes else [])
-    out.append("Each cell: **ours** / paper (Δ = ours − paper). Bold: best of the column. "
-               "n/c: not computed, failed, missing: see the numbered notes.")
-    out.append("")
-    header = ["row", f"`{spec.row_param}`", "runs", *(f"{m.paper} {_arrow(report, m.paper)}" for m in spec.metrics)]
-    out.append("| " + " | ".join(header) + " |")
-    out.append("|" + "|".join(["---"] * 3 + ["--:"] * len(spec.metrics)) + "|")
-    for row in report.rows:
-        cells = []
-        for cell in row.cells:
-            ours = _ours(cell)
-            if cell.best:
-                ours = f"**{ours}**"
-            if cell.mean is None and (i := _reason_index(report, row.label, cell)):
-                ours += f" [{i}]"
-            paper = _fmt(cell.paper, cell.metric.digits)
-            if cell.paper_best:
-                paper = f"**{paper}**"
-            diff = f" ({_diff(cell)})" if cell.diff is not None else ""
-            cells.append(f"{ours} / {paper}{diff}")
-        out.append("| " + " | ".join([row.label, f"`{row.value}`", row.status, *cells]) + " |")
-    notes = _notes(report)
-    if notes:
-        out += ["", "Notes:", ""] + [f"{i}. {n}" for i, n in enumerate(notes, 1)]
-    changes = [(r.label, r.change) for r in report.rows if r.change]
-    if changes:
-        out += ["", "Rows (the paper's change per row):", ""] + [f"- **{lbl}**: {c}" for lbl, c in changes]
-    for name, path in (figures or {}).items():
-        out += ["", f"![{name}]({path})"]
-    out += ["", "---", ""] + [f"- {line}" for line in _footer_lines(report, meta)]
-    return "\n".join(out) + "\n"
-
-
 def _arrow(report: Report, metric: str) -> str:
     return {"up": "↑", "down": "↓"}.get(report.directions.get(metric, ""), "")
 
 
+def view(report: Report, meta: dict | None = None) -> dict[str, Any]:
+    """Everything the templates show, as strings, numbers and flags (no markup)."""
+    spec = report.spec
+    rows = []
+    for row in report.rows:
+        cells = []
+        for cell in row.cells:
+            cells.append({
+                "ours": _ours(cell),
+                "has_mean": cell.mean is not None,
+                "best": cell.best,
+                "mark": _reason_index(report, row.label, cell),
+                "reason": cell.reason,
+                "paper": _fmt(cell.paper, cell.metric.digits),
+                "paper_best": cell.paper_best,
+                "diff": _diff(cell) if cell.diff is not None and cell.comparable else None,
+            })
+        rows.append({"label": row.label, "value": row.value, "status": row.status, "scale": row.scale,
+                     "paper_scale": row.paper_scale, "cells": cells})
+    return {
+        "paper": spec.paper.upper(),
+        "table": spec.table,
+        "caption": report.caption,
+        "spec_notes": list(spec.notes),
+        "row_param": spec.row_param,
+        "metrics": [{"name": m.paper, "arrow": _arrow(report, m.paper)} for m in spec.metrics],
+        "rows": rows,
+        "notes": _notes(report),
+        "changes": [(r.label, r.change) for r in report.rows if r.change],
+        "footer": _footer_lines(report, meta) if meta is not None else [],
+        "scale_note": SCALE_NOTE,
+    }
+
+
+@cache
+def _env(fmt: str):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("vidgen.report", "templates"),
+        autoescape=fmt == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["tex"] = _tex
+    return env
+
+
+def _render(template: str, **context: Any) -> str:
+    return _env(template.rsplit(".", 2)[-2]).get_template(template).render(**context)
+
+
+def to_markdown(report: Report, meta: dict, figures: dict[str, str] | None = None) -> str:
+    return _render("report.md.j2", **view(report, meta), figures=list((figures or {}).items()))
+
+
 # ---------------------------------------------------------------- latex
 _TEX = str.maketrans({"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
-                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"})
+                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
+                      "<": r"\textless{}", ">": r"\textgreater{}"})
 
 
 def _tex(s: str) -> str:
     return str(s).translate(_TEX).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--") \
-        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$")
+        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$").replace("·", r"$\cdot$")
 
 
 def to_latex(report: Report, meta: dict) -> str:
-    spec = report.spec
-    cols = "l" + "c" * len(spec.metrics)
-    out = [
-        "% Generated by `vidgen report`; needs \\usepackage{booktabs}.",
-        "\\begin{table}[t]", "\\centering", "\\small",
-        f"\\caption{{{_tex(spec.paper.upper())} {_tex(spec.table)}, reproduced: ours / paper ($\\Delta$). "
-        f"{_tex(report.caption)}}}",
-        f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-        " & ".join(["Row", *(_tex(f"{m.paper} {_arrow(report, m.paper)}".strip()) for m in spec.metrics)])
-        + " \\\\", "\\midrule",
-    ]
-    for row in report.rows:
-        cells = []
-        for cell in row.cells:
-            ours = _tex(_ours(cell))
-            if cell.best:
-                ours = f"\\textbf{{{ours}}}"
-            if cell.mean is None and (i := _reason_index(report, row.label, cell)):
-                ours += f"$^{{{i}}}$"
-            paper = _tex(_fmt(cell.paper, cell.metric.digits))
-            if cell.paper_best:
-                paper = f"\\textbf{{{paper}}}"
-            diff = f" ({_tex(_diff(cell))})" if cell.diff is not None else ""
-            cells.append(f"{ours} / {paper}{diff}")
-        out.append(" & ".join([_tex(row.label), *cells]) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    notes = _notes(report)
-    if notes:
-        out.append("\\par\\footnotesize " + " ".join(f"$^{{{i}}}$ {_tex(n)}" for i, n in enumerate(notes, 1)))
-    out += ["\\end{table}", ""] + [f"% {line}" for line in _footer_lines(report, meta)]
-    return "\n".join(out) + "\n"
+    return _render("report.tex.j2", **view(report, meta))
 
 
 # ---------------------------------------------------------------- figures
 def figures(report: Report) -> dict[str, bytes]:
-    """PNG bytes: 'bars' (ours vs paper per metric and row) and 'curves' (metrics over steps)."""
+    """PNG bytes: 'bars' (ours vs paper per metric and row), 'curves' (the table's curve metrics,
+    all rows on one plot) and 'curves_<row value>' (that row's loss and eval metrics over steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,7 +215,39 @@ def figures(report: Report) -> dict[str, bytes]:
         fig.tight_layout()
         out["curves"] = _png(fig)
         plt.close(fig)
+    for row in report.rows:
+        if png := _row_curves(plt, report, row):
+            out["curves_" + re.sub(r"[^A-Za-z0-9._-]+", "_", row.value)] = png
     return out
+
+
+def _row_curves(plt, report: Report, row) -> bytes | None:
+    """One row's training curves: the loss and every evaluation metric over steps, a line per run (seed)."""
+    table_keys = {m.key for m in report.spec.metrics}
+    keys = sorted({k for r in row.runs for c in r.curves for k in c if curve_key(k) or k in table_keys},
+                  key=lambda k: (not k.startswith("train/loss"), k))
+    if not keys:
+        return None
+    cols = min(4, len(keys))
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for r in row.runs:
+            pts = [(c["step"], c[key]) for c in r.curves if key in c]
+            if pts:
+                seed = r.params.get("seed")
+                ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3,
+                        label=f"seed {seed}" if seed is not None else r.ref[-24:])
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{row.label} ({row.scale})", fontsize=10)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    return png
 
 
 def _png(fig) -> bytes:
@@ -227,48 +260,18 @@ def _png(fig) -> bytes:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
 font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child
 {text-align:left}.best{font-weight:bold}.mark{color:#b00}.paper{color:#555}.diff{color:#777;font-size:11px}
-footer{margin-top:2em;font-size:11px;color:#555}img{max-width:100%}"""
+footer{margin-top:2em;font-size:11px;color:#555;overflow-wrap:anywhere}footer ul{padding-left:1.2em}
+.scale{color:#777;font-size:11px}.scale.other{font-style:italic}img{max-width:100%}"""
 
 
 def html_table(report: Report) -> str:
     """The table alone (rows x metrics, each cell ours / paper (Δ)), for pages that embed it."""
-    spec = report.spec
-    e = html.escape
-    head = "".join(f"<th>{e(m.paper)} {_arrow(report, m.paper)}</th>" for m in spec.metrics)
-    body = []
-    for row in report.rows:
-        tds = []
-        for cell in row.cells:
-            if cell.mean is None:
-                i = _reason_index(report, row.label, cell)
-                ours = f'<span class="mark" title="{e(cell.reason)}">{e(_ours(cell))}' \
-                       f'{f"<sup>{i}</sup>" if i else ""}</span>'
-            else:
-                ours = f'<span class="{"best" if cell.best else ""}">{e(_ours(cell))}</span>'
-            paper = f'<span class="paper{" best" if cell.paper_best else ""}">{e(_fmt(cell.paper, cell.metric.digits))}</span>'
-            diff = f' <span class="diff">({e(_diff(cell))})</span>' if cell.diff is not None else ""
-            tds.append(f"<td>{ours} / {paper}{diff}</td>")
-        body.append(f"<tr><td>{e(row.label)}<br><code>{e(row.value)}</code> · {e(row.status)}</td>{''.join(tds)}</tr>")
-    notes = "".join(f"<li>{e(n)}</li>" for n in _notes(report))
-    return f"<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>\n{f'<ol>{notes}</ol>' if notes else ''}"
+    return _render("table.html.j2", **view(report))
 
 
 def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
-    spec = report.spec
-    e = html.escape
-    changes = "".join(f"<li><b>{e(r.label)}</b>: {e(r.change)}</li>" for r in report.rows if r.change)
-    imgs = "".join(f'<h3>{e(name)}</h3><img alt="{e(name)}" src="data:image/png;base64,'
-                   f'{base64.b64encode(data).decode()}">' for name, data in pngs.items())
-    footer = "<br>".join(e(line) for line in _footer_lines(report, meta))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(spec.paper.upper())} {e(spec.table)}</title>
-<style>{_CSS}</style></head><body>
-<h1>{e(spec.paper.upper())} {e(spec.table)}: ours vs. paper</h1>
-<p><i>{e(report.caption)}</i></p>{''.join(f'<p>{e(n)}</p>' for n in spec.notes)}
-<p>Each cell: ours / <span class="paper">paper</span> <span class="diff">(Δ = ours − paper)</span>;
-bold: best of the column; <span class="mark">n/c, failed, missing</span>: see the notes.</p>
-{html_table(report)}{f'<h3>Rows</h3><ul>{changes}</ul>' if changes else ''}
-{imgs}<footer>{footer}</footer></body></html>
-"""
+    images = [(name, base64.b64encode(data).decode()) for name, data in pngs.items()]
+    return _render("report.html.j2", **view(report, meta), css=_CSS, images=images)
 
 
 def write(report: Report, out_dir: str | Path, formats: list[str], meta: dict) -> list[Path]:

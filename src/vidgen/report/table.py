@@ -20,6 +20,7 @@ class Cell:
     reason: str = ""
     best: bool = False
     paper_best: bool = False
+    comparable: bool = True  # False: the row did not run at the paper's scale, Δ is left out
 
     @property
     def mean(self) -> float | None:
@@ -50,6 +51,18 @@ class Row:
         for r in self.runs:
             counts[r.status] = counts.get(r.status, 0) + 1
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+    @property
+    def scale(self) -> str:
+        """The scale(s) the row's runs trained at, e.g. `tiny · 8 steps · shapes` ("—": no run)."""
+        if not self.runs:
+            return "—"
+        return "; ".join(dict.fromkeys(str(r.scale) if r.scale else "?" for r in self.runs))
+
+    @property
+    def paper_scale(self) -> bool:
+        """Every run of the row trained at the paper's scale (real backbone, real data)."""
+        return bool(self.runs) and all(r.scale is not None and r.scale.paper_scale for r in self.runs)
 
 
 @dataclass
@@ -101,7 +114,10 @@ def build(sweep: Sweep, runs: list[RunResult]) -> Report:
                     cell.state = "not-computed"
                     cell.reason = metric.how or f"the runs did not log {metric.key}"
             cells.append(cell)
-        rows.append(Row(value, label, str(ref_row.get("change", "")), mine, cells))
+        row = Row(value, label, str(ref_row.get("change", "")), mine, cells)
+        for cell in cells:
+            cell.comparable = row.paper_scale
+        rows.append(row)
     directions = {m.paper: _direction(spec, ref, m) for m in spec.metrics}
     for j, metric in enumerate(spec.metrics):
         d = directions[metric.paper]

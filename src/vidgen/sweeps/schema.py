@@ -1,7 +1,9 @@
 """Sweep files: load, check against the W&B sweep schema, expand into runs.
 
-The check follows wandb/sweeps' `config/schema.json` (top-level keys, methods, parameter specs)
-without depending on the `sweeps` package (it pins numpy<2). On top of W&B's rules a vidgen sweep
+The check follows wandb/sweeps' `config/schema.json` (top-level keys, methods, parameter specs,
+`early_terminate`) and the checks `sweeps` adds in Python (probabilities sum to 1, min < max)
+without depending on the `sweeps` package: it pins numpy<2, and wandb 0.31 ships no copy of the
+schema (its `wandb.sdk.launch.sweeps` only forwards configs to the server). On top of W&B's rules a vidgen sweep
 needs: a `name` of the form `<paper>/<table>_<slug>` known to `vidgen.sweeps.tables`, a
 `description`, and a Hydra-style command ending in `${args_no_hyphens}`.
 
@@ -154,11 +156,50 @@ def _param_errors(name: str, spec: Any) -> list[str]:
             not isinstance(p, (int, float)) or p < 0 for p in probs
         ):
             errors.append(f"{where}: `probabilities` must be non-negative numbers, one per value")
+        elif not math.isclose(sum(probs), 1.0, rel_tol=1e-5, abs_tol=1e-8):  # sweeps: np.isclose(sum, 1)
+            errors.append(f"{where}: `probabilities` sum to {sum(probs):g}; W&B requires them to sum to 1")
     for k in ("min", "max", "mu", "sigma", "q", "a", "b"):
         if k in spec and (not isinstance(spec[k], (int, float)) or isinstance(spec[k], bool)):
             errors.append(f"{where}.{k}: must be a number")
     if dist == "int_uniform" and not all(isinstance(spec.get(k), int) for k in ("min", "max")):
         errors.append(f"{where}: int_uniform needs integer min and max")
+    lo, hi = spec.get("min"), spec.get("max")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) and lo >= hi:
+        # sweeps' validate_min_max: min must be strictly less than max, for every distribution
+        errors.append(f"{where}: min {lo} is not less than max {hi} (W&B requires min < max)")
+    return errors
+
+
+HYPERBAND_KEYS = {"type", "min_iter", "max_iter", "s", "eta", "strict"}
+
+
+def _early_terminate_errors(spec: Any) -> list[str]:
+    """W&B's `hyperband_stopping` schema: `type: hyperband` and either `min_iter` or `max_iter` + `s`."""
+    where = "early_terminate"
+    if not isinstance(spec, dict) or spec.get("type") != "hyperband":
+        return [f"{where}: W&B supports only {{type: hyperband, min_iter: N}} (or max_iter + s)"]
+    errors = []
+    if unknown := set(spec) - HYPERBAND_KEYS:
+        errors.append(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; hyperband allows "
+                      f"{', '.join(sorted(HYPERBAND_KEYS))}")
+    if "min_iter" not in spec and not {"max_iter", "s"} <= set(spec):
+        errors.append(f"{where}: hyperband needs `min_iter` (first step to stop runs at) or both `max_iter` "
+                      "and `s` (W&B's schema rejects it otherwise)")
+    for key, low, strict in (("min_iter", 1, False), ("max_iter", None, False), ("eta", 1, True)):
+        value = spec.get(key)
+        if value is None:
+            continue
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key != "eta" and not is_int:
+            errors.append(f"{where}.{key}: must be an integer")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            errors.append(f"{where}.{key}: must be a number")
+        elif low is not None and (value <= low if strict else value < low):
+            errors.append(f"{where}.{key}: must be {'>' if strict else '>='} {low}")
+    if "s" in spec and (not isinstance(spec["s"], (int, float)) or isinstance(spec["s"], bool)):
+        errors.append(f"{where}.s: must be a number")
+    if "strict" in spec and not isinstance(spec["strict"], bool):
+        errors.append(f"{where}.strict: must be true or false")
     return errors
 
 
@@ -185,6 +226,8 @@ def schema_errors(config: dict[str, Any]) -> list[str]:
             errors.append("metric: a mapping with `name` and optional goal/target/impute")
         elif m.get("goal", "minimize") not in ("minimize", "maximize"):
             errors.append("metric.goal: minimize or maximize")
+    if "early_terminate" in config:
+        errors.extend(_early_terminate_errors(config["early_terminate"]))
     params = config.get("parameters")
     if "parameters" in config:
         if not isinstance(params, dict) or not params:
