@@ -1,0 +1,103 @@
+"""Evaluation suites: which prompts, how many samples, under which file names, scored by which metrics.
+
+- ``shapes``: the captions of the shapes world's first ``eval.limit`` clips (16 by default); the
+  rendered clips are the real videos of FID / FVD and of ``layout_iou`` (needs no weights).
+- ``prompts``: one prompt per line of ``eval.prompts``; files ``NNNN-S.mp4``.
+- ``vbench``: VBench's prompt suite (``eval.prompts``: ``VBench_full_info.json`` or
+  ``all_dimension.txt``), ``vbench.SAMPLES_PER_PROMPT`` samples as ``<prompt>-<i>.mp4`` in one folder,
+  which ``vbench evaluate --videos_path`` reads; scores come back through ``vidgen eval import``.
+- ``t2v-compbench``: T2V-CompBench's prompt files (``eval.prompts``: the folder of ``<n>_<category>.txt``),
+  one video per prompt as ``<category>/NNNN.mp4`` (1-based, the line number of its prompt).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidgen.errors import ConfigError
+from vidgen.eval.adapters.vbench import SAMPLES_PER_PROMPT, vbench_video_name
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str  # relative to eval/<suite>/
+    prompt: str
+    seed: int
+    index: int = 0  # the shapes clip it stands for (real video, image condition)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    metrics: tuple[str, ...]  # computed by vidgen eval after generation (see metrics.py)
+    samples: int = 1  # per prompt
+
+
+SUITES = {
+    "shapes": Suite("shapes", ("layout_iou",)),
+    "prompts": Suite("prompts", ()),
+    "vbench": Suite("vbench", (), samples=SAMPLES_PER_PROMPT),
+    "t2v-compbench": Suite("t2v-compbench", ()),
+}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise ConfigError(f"suite={name}: unknown; choose from {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def _prompts_file(path: str | None, suite: str, what: str) -> Path:
+    if not path or not Path(path).exists():
+        raise ConfigError(f"suite={suite} needs eval.prompts=PATH ({what}); {path!r} does not exist")
+    return Path(path)
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def vbench_prompts(path: Path) -> list[str]:
+    """Prompts of VBench_full_info.json (``prompt_en``, in file order, unique) or of a text file."""
+    if path.suffix != ".json":
+        return list(dict.fromkeys(_lines(path)))
+    try:
+        return list(dict.fromkeys(str(e["prompt_en"]) for e in json.loads(path.read_text())))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"eval.prompts={path}: not VBench's full_info json ({exc}); expected "
+                          '[{"prompt_en": ..., "dimension": [...]}, ...]') from None  # fmt: skip
+
+
+def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] | None = None) -> list[Item]:
+    """Every video the suite needs, in a fixed order (sharding and resume rely on it)."""
+    samples = int(opts.get("samples") or suite.samples)
+    limit = opts.get("limit")
+    if suite.name == "shapes":
+        caps = (shapes_captions or [])[: int(limit or 16)]
+        return [Item(f"{i:04d}.mp4", c, base_seed + i, i) for i, c in enumerate(caps)]
+    if suite.name == "t2v-compbench":
+        folder = _prompts_file(
+            opts.get("prompts"), suite.name, "the folder of T2V-CompBench's <n>_<category>.txt"
+        )
+        out = []
+        for f in sorted(folder.glob("*.txt")):
+            category = f.stem.split("_", 1)[-1]
+            for n, p in enumerate(_lines(f)[: int(limit) if limit else None], start=1):
+                out.append(Item(f"{category}/{n:04d}.mp4", p, base_seed))
+        return out
+    if suite.name == "vbench":
+        prompts = vbench_prompts(_prompts_file(opts.get("prompts"), suite.name, "VBench_full_info.json"))
+        prompts = prompts[: int(limit)] if limit else prompts
+        return [Item(vbench_video_name(p, i), p, base_seed + i) for p in prompts for i in range(samples)]
+    prompts = _lines(_prompts_file(opts.get("prompts"), suite.name, "a text file, one prompt per line"))
+    prompts = prompts[: int(limit)] if limit else prompts
+    return [Item(f"{n:04d}-{i}.mp4", p, base_seed + i) for n, p in enumerate(prompts) for i in range(samples)]
+
+
+def shard(all_items: list[Item], rank: int, world: int) -> list[Item]:
+    """Rank ``rank`` of ``world`` takes every world-th item: disjoint, together complete, balanced to ±1."""
+    if not 0 <= rank < world:
+        raise ConfigError(f"rank {rank} is outside world size {world} (SLURM_PROCID / SLURM_NTASKS)")
+    return all_items[rank::world]
