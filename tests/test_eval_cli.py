@@ -170,3 +170,19 @@ def test_eval_on_a_smoke_run_end_to_end(tmp_path, capsys):
     assert "generated 2 video(s)" in capsys.readouterr().out
     assert main([str(run), "eval.limit=2", "sample.steps=2"]) == 0  # resumed: nothing to generate
     assert "generated 0 video(s)" in capsys.readouterr().out
+    # a metric without its weights fails before generating, naming the metric, the key and the file
+    assert main([str(run), "suite=shapes", "eval.limit=3", "eval.metrics=fvd"]) == 2
+    assert (
+        "FVD needs local weights: eval.fvd.i3d is not set; put the TorchScript I3D" in capsys.readouterr().err
+    )
+    assert not (folder / "0002.mp4").exists()
+    # exp mode: a model not trained in this folder (here a checkpoint; released weights: backbone.weights=DIR)
+    other = tmp_path / "zero"
+    args = [
+        "exp=ft_cogvideox",
+        "preset=smoke",
+        f"run.dir={other}",
+        f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+    ]
+    assert main([*args, "eval.limit=1", "sample.steps=2"]) == 0
+    assert (other / "eval" / "shapes" / "0000.mp4").is_file() and (other / "config.yaml").is_file()

@@ -52,8 +52,12 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
              rank: int = 0, world: int = 1) -> tuple[int, dict[str, float] | None]:  # fmt: skip
     """Generates what is missing of this rank's shard; with world == 1, scores the suite.
     Returns (videos generated now, metrics or None)."""
+    from vidgen.eval import suite_metrics
+
     suite = suites.get_suite(suite_name)
     folder = suite_dir(run_dir, suite.name)
+    names = [n for n in str(opts.get("metrics", ",".join(suite.metrics))).split(",") if n]
+    suite_metrics.check(names, opts)  # a missing weight file fails before hours of generation
     generator: Generator | None = None
     dataset = None
     if suite.name == "shapes":
@@ -75,11 +79,8 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
                 bar.advance(task)
     if world > 1 or opts.get("stage") == "generate":
         return len(todo), None
-    names = [n for n in str(opts.get("metrics", ",".join(suite.metrics))).split(",") if n]
     if not names:
         return len(todo), {}
-    from vidgen.eval import suite_metrics
-
     videos = [(read_model_video(folder / it.path), it.prompt, it.index) for it in all_items]
     real = (lambda i: dataset.clip(i).video) if dataset is not None else None
     prompts = (lambda i: dataset.clip(i).prompts) if dataset is not None else None

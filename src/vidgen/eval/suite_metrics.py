@@ -58,12 +58,27 @@ def _real_videos(opts: dict, real: Callable[[int], Tensor] | None, n: int) -> It
         )
 
 
+def check(names: list[str], opts: dict) -> None:
+    """Before any video is generated: unknown metric names and missing weight files fail here."""
+    from vidgen.eval.clip_metrics import CLIP_FILES
+    from vidgen.eval.frechet import I3D_FILE, INCEPTION_FILE
+    from vidgen.eval.weights import require_path
+
+    if bad := [n for n in names if n not in METRICS]:
+        raise ConfigError(f"eval.metrics: unknown {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    needs = {"clip_score": ("CLIPScore", "clip", CLIP_FILES), "temporal": ("temporal consistency", "clip", CLIP_FILES),
+             "fid": ("FID", "fid.inception", INCEPTION_FILE), "fvd": ("FVD", "fvd.i3d", I3D_FILE)}  # fmt: skip
+    for name in names:
+        if name in needs:
+            metric, key, expect = needs[name]
+            require_path(metric, f"eval.{key}", opts.get(key), expect)
+
+
 def compute(names: list[str], videos: list[tuple[Tensor, str, int]], opts: dict,
             real: Callable[[int], Tensor] | None = None,
             instance_prompts: Callable[[int], list[str]] | None = None) -> dict[str, float]:  # fmt: skip
     """``videos``: (video [3, F, H, W], prompt, clip index) per generated file."""
-    if bad := [n for n in names if n not in METRICS]:
-        raise ConfigError(f"eval.metrics: unknown {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    check(names, opts)
     out: dict[str, float] = {}
     if "layout_iou" in names:
         if instance_prompts is None or real is None:
