@@ -31,10 +31,13 @@ class Generator:
         self.module = method_class(cfg.method.name)(cfg)
         if ckpt is not None:
             load_weights(self.module, ckpt, cfg)
-        self.module.eval()
+        # on the GPU when there is one (slurm/eval.sh gives each task one); decoding stays on the codec's CPU
+        wants_gpu = OmegaConf.select(cfg, "trainer.accelerator", default="auto") in ("gpu", "auto")
+        self.device = torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+        self.module.eval().to(self.device)
         self.datamodule = build_datamodule(cfg, self.spec, micro_batch_size=1)
         self.encoder, self.codec = self.datamodule.text_encoder(), self.datamodule.codec()
-        self.null = self.encoder.encode([str(cfg.sample.negative_prompt)])
+        self.null = [t.to(self.device) for t in self.encoder.encode([str(cfg.sample.negative_prompt)])]
         self.frames, self.height, self.width = data_resolution(cfg, self.spec)
         if self.spec.image_condition and cfg.data.name != "shapes":
             raise ConfigError(
@@ -44,8 +47,12 @@ class Generator:
     @torch.no_grad()
     def __call__(self, prompt: str, seed: int, index: int = 0) -> Tensor:
         """One video [3, F, H, W] in [-1, 1]; image-conditioned backbones use clip ``index``'s first frame."""
-        embeds, mask = self.encoder.encode([prompt])
-        image = self.datamodule.dataset[index].image_latents[None] if self.spec.image_condition else None
+        embeds, mask = (t.to(self.device) for t in self.encoder.encode([prompt]))
+        image = (
+            self.datamodule.dataset[index].image_latents[None].to(self.device)
+            if self.spec.image_condition
+            else None
+        )
         latents = self.module.generate(
             embeds,
             mask,
@@ -57,7 +64,7 @@ class Generator:
             seed=int(seed),
             image_latents=image,
         )
-        return self.module.decode_sample(latents, self.codec)[0]
+        return self.module.decode_sample(latents.cpu(), self.codec)[0]
 
 
 def write_atomic(path: Path, video: Tensor, fps: float = 8) -> None:
