@@ -43,6 +43,10 @@ def test_vbench_suite_uses_vbench_file_names(tmp_path):
     got = suites.items(suites.get_suite("vbench"), {"prompts": str(info)}, base_seed=0)
     assert [it.path for it in got[:6]] == [f"a cat-{i}.mp4" for i in range(5)] + ["a dog-0.mp4"]
     assert len(got) == 10  # two unique prompts x 5 samples
+    only = suites.items(
+        suites.get_suite("vbench"), {"prompts": str(info), "dimensions": "scene", "samples": "1"}, 0
+    )
+    assert [it.path for it in only] == ["a cat-0.mp4"]
     folder = tmp_path / "t2vc"
     folder.mkdir()
     (folder / "2_motion_binding.txt").write_text("a ball rolls left\na car drives right\n")
@@ -121,6 +125,9 @@ def test_ranks_generate_their_shard_and_the_single_task_scores(fake, tmp_path):
     made, metrics = runner.run_eval(cfg, run, "prompts", opts, None)
     assert made == 2 and _FakeGenerator.calls == ["prompt 1", "prompt 3", "prompt 0", "prompt 2"]
     assert metrics["eval/fvd"] > 0 and read_suite(run, "prompts")["metrics"] == metrics
+    assert runner.rename(metrics, "fvd:general/fvd") == {
+        "general/fvd": metrics["eval/fvd"]
+    }  # InstanceV Table 2
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

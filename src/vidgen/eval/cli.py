@@ -3,7 +3,8 @@
 folder is ``run.dir``), and `vidgen eval import RUN_DIR BENCHMARK FILE... [suite=NAME]`.
 
 ``eval.*`` keys are options of this command, not of the run's config: prompts, samples, limit,
-metrics (comma-separated), clip, fid.inception, fvd.i3d, real, stage (all | generate).
+metrics (comma-separated), clip, fid.inception, fvd.i3d, real, stage (all | generate),
+dimensions (suite=vbench), keys (metric:key pairs). See docs/evaluation.md.
 """
 
 from __future__ import annotations

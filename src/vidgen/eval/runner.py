@@ -48,6 +48,15 @@ def _write_manifest(folder: Path, items: list[suites.Item]) -> None:
         _atomic_write_text(path, text)
 
 
+def rename(metrics: dict[str, float], keys: str | None) -> dict[str, float]:
+    """``eval.keys=fvd:general/fvd,clip_score:general/clip_b``: store a metric under the key a table
+    reads (InstanceV Table 2 reads ``general/*``); metrics not named keep their ``eval/<name>`` key."""
+    mapping = dict(pair.split(":", 1) for pair in str(keys or "").split(",") if ":" in pair)
+    if bad := [k for k in str(keys or "").split(",") if k and ":" not in k]:
+        raise ConfigError(f"eval.keys: {', '.join(bad)}: write metric:key pairs, e.g. fvd:general/fvd")
+    return {mapping.get(k.removeprefix("eval/"), k): v for k, v in metrics.items()}
+
+
 def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: Path | None,
              rank: int = 0, world: int = 1) -> tuple[int, dict[str, float] | None]:  # fmt: skip
     """Generates what is missing of this rank's shard; with world == 1, scores the suite.
@@ -84,7 +93,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
     videos = [(read_model_video(folder / it.path), it.prompt, it.index) for it in all_items]
     real = (lambda i: dataset.clip(i).video) if dataset is not None else None
     prompts = (lambda i: dataset.clip(i).prompts) if dataset is not None else None
-    metrics = suite_metrics.compute(names, videos, opts, real, prompts)
+    metrics = rename(suite_metrics.compute(names, videos, opts, real, prompts), opts.get("keys"))
     info = {"videos": len(all_items), "ckpt": str(ckpt) if ckpt else str(cfg.backbone.weights),
             "steps": int(cfg.sample.steps), "guidance": str(cfg.sample.guidance),
             "guidance_scale": float(cfg.sample.guidance_scale), "computed": time.strftime("%Y-%m-%dT%H:%M:%SZ",

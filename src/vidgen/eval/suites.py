@@ -5,7 +5,8 @@
 - ``prompts``: one prompt per line of ``eval.prompts``; files ``NNNN-S.mp4``.
 - ``vbench``: VBench's prompt suite (``eval.prompts``: ``VBench_full_info.json`` or
   ``all_dimension.txt``), ``vbench.SAMPLES_PER_PROMPT`` samples as ``<prompt>-<i>.mp4`` in one folder,
-  which ``vbench evaluate --videos_path`` reads; scores come back through ``vidgen eval import``.
+  which ``vbench evaluate --videos_path`` reads (``eval.dimensions=color,scene``: only those dimensions'
+  prompts); scores come back through ``vidgen eval import``.
 - ``t2v-compbench``: T2V-CompBench's prompt files (``eval.prompts``: the folder of ``<n>_<category>.txt``),
   one video per prompt as ``<category>/NNNN.mp4`` (1-based, the line number of its prompt).
 """
@@ -59,12 +60,19 @@ def _lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def vbench_prompts(path: Path) -> list[str]:
-    """Prompts of VBench_full_info.json (``prompt_en``, in file order, unique) or of a text file."""
+def vbench_prompts(path: Path, dimensions: list[str] | None = None) -> list[str]:
+    """Prompts of VBench_full_info.json (``prompt_en``, in file order, unique; only those of
+    ``dimensions`` when given, e.g. the 7 semantic dimensions of JDM Table 1) or of a text file."""
     if path.suffix != ".json":
+        if dimensions:
+            raise ConfigError(f"eval.dimensions needs VBench_full_info.json as eval.prompts, not {path}")
         return list(dict.fromkeys(_lines(path)))
     try:
-        return list(dict.fromkeys(str(e["prompt_en"]) for e in json.loads(path.read_text())))
+        entries = json.loads(path.read_text())
+        wanted = set(dimensions or ())
+        return list(
+            dict.fromkeys(str(e["prompt_en"]) for e in entries if not wanted or wanted & set(e["dimension"]))
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"eval.prompts={path}: not VBench's full_info json ({exc}); expected "
                           '[{"prompt_en": ..., "dimension": [...]}, ...]') from None  # fmt: skip
@@ -88,7 +96,10 @@ def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] |
                 out.append(Item(f"{category}/{n:04d}.mp4", p, base_seed))
         return out
     if suite.name == "vbench":
-        prompts = vbench_prompts(_prompts_file(opts.get("prompts"), suite.name, "VBench_full_info.json"))
+        dims = [d for d in str(opts.get("dimensions", "")).split(",") if d]
+        prompts = vbench_prompts(
+            _prompts_file(opts.get("prompts"), suite.name, "VBench_full_info.json"), dims
+        )
         prompts = prompts[: int(limit)] if limit else prompts
         return [Item(vbench_video_name(p, i), p, base_seed + i) for p in prompts for i in range(samples)]
     prompts = _lines(_prompts_file(opts.get("prompts"), suite.name, "a text file, one prompt per line"))
