@@ -183,6 +183,15 @@ def test_eval_on_a_smoke_run_end_to_end(tmp_path, capsys):
         "FVD needs local weights: eval.fvd.i3d is not set; put the TorchScript I3D" in capsys.readouterr().err
     )
     assert not (folder / "0002.mp4").exists()
+    # a checkpoint that does not load: one error, and the run folder is left as it was
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    assert (
+        main(
+            [str(run), "suite=prompts", f"eval.prompts={tmp_path / 'p.txt'}", f"ckpt={tmp_path / 'no.ckpt'}"]
+        )
+        == 2
+    )
+    assert "no.ckpt" in capsys.readouterr().err and not (run / "eval" / "prompts").exists()
     # exp mode: a model not trained in this folder (here a checkpoint; released weights: backbone.weights=DIR)
     other = tmp_path / "zero"
     args = [

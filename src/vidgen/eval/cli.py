@@ -102,14 +102,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     "exp=NAME mode evaluates released weights: pass backbone.weights=DIR (or ckpt=PATH)"
                 )
-            run.mkdir(parents=True, exist_ok=True)
-            if not (run / "config.yaml").is_file():
-                from vidgen.runs import _atomic_write_text
-
-                _atomic_write_text(run / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         suite = suite or ("shapes" if cfg.data.name == "shapes" else "prompts")
         rank, world = rank_and_world()
         made, metrics = run_eval(cfg, run, suite, opts, ckpt, rank, world)
+        if (
+            run_dir is None and rank == 0 and not (run / "config.yaml").is_file()
+        ):  # exp mode: record the config
+            from vidgen.runs import _atomic_write_text
+
+            _atomic_write_text(run / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -76,11 +76,12 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
         dataset = generator.datamodule.dataset
     captions = [dataset.clip(i).caption for i in range(len(dataset))] if dataset is not None else None
     all_items = suites.items(suite, opts, int(cfg.sample.seed), captions)
-    if rank == 0:
-        _write_manifest(folder, all_items)
     todo = [it for it in suites.shard(all_items, rank, world) if not (folder / it.path).is_file()]
     if todo:
-        generator = generator or Generator(cfg, ckpt)
+        generator = generator or Generator(cfg, ckpt)  # a bad checkpoint fails before anything is written
+    if rank == 0:
+        _write_manifest(folder, all_items)
+    if todo:
         with _progress() as bar:
             task = bar.add_task(f"eval/{suite.name} (rank {rank}/{world})", total=len(todo))
             for it in todo:
