@@ -36,6 +36,10 @@ def test_53_entries_and_status_follows_the_sweep_and_result_files(tmp_path):
 
 
 def test_tables_cli_json(capsys):
+    from vidgen.cli import main as vidgen
+
+    assert vidgen(["tables", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 53
     assert main(["--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 53 and {"paper", "table", "kind", "sweep", "why_no_sweep", "rows_runnable", "metric_sources",

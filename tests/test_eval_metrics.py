@@ -79,6 +79,17 @@ def test_fid_crop_regions_scores_only_the_regions(tmp_path):
     assert float(whole.compute()) == pytest.approx(features_distance(feats(real), feats(fake)), rel=1e-3)
 
 
+def test_box_regions_crops_each_frames_regions_and_skips_missing_ones():
+    from vidgen.eval.frechet import box_regions
+
+    frames = torch.zeros(2, 3, 20, 40, dtype=torch.uint8)
+    frames[:, :, :10, 20:] = 200  # the top-right quarter is the "face"
+    nan = float("nan")
+    boxes = torch.tensor([[[0.5, 0.0, 1.0, 0.5], [nan] * 4], [[nan] * 4, [nan] * 4]])  # [F=2, K=2, 4]
+    crops = box_regions(boxes, size=8)(frames)
+    assert crops.shape == (1, 3, 8, 8) and crops.dtype == torch.uint8 and bool((crops == 200).all())
+
+
 def test_missing_weights_name_the_metric_the_key_and_the_file(tmp_path):
     with pytest.raises(
         ConfigError, match=r"FVD needs local weights: eval.fvd.i3d=.* does not exist.*i3d_torchscript.pt"

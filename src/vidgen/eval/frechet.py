@@ -5,7 +5,7 @@ FID (Heusel et al. 2017) and FVD (Unterthiner et al. 2018) are the same formula,
 
 - FID: torchmetrics ``FrechetInceptionDistance`` on the features of a local TorchScript Inception
   (the StyleGAN2-ADA export ``inception-2015-12-05.pt``, called ``net(uint8 [B,3,H,W], return_features=True)``
-  -> [B, 2048]). ``crop_regions`` maps a batch of frames to the regions to score (face FID: face crops).
+  -> [B, 2048]). ``crop_regions`` maps a batch of frames to the regions to score (face FID: ``box_regions``).
 - FVD: the StyleGAN-V TorchScript I3D ``i3d_torchscript.pt``, called ``net(x, rescale=False, resize=True,
   return_features=True)`` on x [B, 3, T, H, W] in [-1, 1] -> [B, 400]; the distance is ``frechet_distance``.
 """
@@ -76,6 +76,27 @@ def update_fid(
         frames = crop_regions(frames)
     if len(frames):
         metric.update(frames, real=real)
+
+
+def box_regions(boxes: Tensor, size: int = 299) -> Callable[[Tensor], Tensor]:
+    """A ``crop_regions`` for region FID (Ingredients' face FID): ``boxes`` [F, K, 4] normalised xyxy per
+    frame (a NaN row: no region in that frame) -> every region of every frame resized to size x size."""
+    import torch.nn.functional as F
+
+    def crop(frames: Tensor) -> Tensor:  # uint8 [F, 3, H, W] -> uint8 [N, 3, size, size]
+        h, w = frames.shape[-2:]
+        out = []
+        for frame, frame_boxes in zip(frames, boxes):
+            for x0, y0, x1, y1 in frame_boxes[~frame_boxes.isnan().any(-1)].tolist():
+                c0, r0 = int(x0 * w), int(y0 * h)
+                c1, r1 = max(c0 + 1, round(x1 * w)), max(r0 + 1, round(y1 * h))
+                region = frame[None, :, r0:r1, c0:c1].float()
+                out.append(F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False))
+        if not out:
+            return frames.new_zeros(0, 3, size, size)
+        return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
+
+    return crop
 
 
 class FVD:
