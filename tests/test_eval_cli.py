@@ -125,9 +125,23 @@ def test_ranks_generate_their_shard_and_the_single_task_scores(fake, tmp_path):
     made, metrics = runner.run_eval(cfg, run, "prompts", opts, None)
     assert made == 2 and _FakeGenerator.calls == ["prompt 1", "prompt 3", "prompt 0", "prompt 2"]
     assert metrics["eval/fvd"] > 0 and read_suite(run, "prompts")["metrics"] == metrics
-    assert runner.rename(metrics, "fvd:general/fvd") == {
-        "general/fvd": metrics["eval/fvd"]
-    }  # InstanceV Table 2
+    renamed = runner.rename(metrics, "fvd:general/fvd")  # InstanceV Table 2 reads general/fvd
+    assert renamed == {"general/fvd": metrics["eval/fvd"]}
+
+
+def test_every_local_weight_metric_scores_the_written_videos(fake, tmp_path):
+    from test_eval_metrics import _InceptionStandIn, _script, _tiny_clip_folder
+    from vidgen.eval.generate import write_atomic
+
+    cfg, opts = fake
+    for i in range(2):
+        write_atomic(tmp_path / "real" / f"{i}.mp4", torch.full((3, 2, 16, 16), -0.5 + 0.1 * i))
+    opts = {**opts, "metrics": "clip_score,temporal,fid", "clip": _tiny_clip_folder(tmp_path / "clip"),
+            "fid.inception": _script(_InceptionStandIn(), tmp_path / "inception.pt"), "real": str(tmp_path / "real")}  # fmt: skip
+    _, metrics = runner.run_eval(cfg, tmp_path / "run", "prompts", opts, None)
+    assert set(metrics) == {"eval/clip_score", "eval/temporal", "eval/fid"}
+    assert metrics["eval/temporal"] == pytest.approx(1.0, abs=1e-4)  # the fake's videos are still
+    assert 0.0 <= metrics["eval/clip_score"] <= 100.0 and metrics["eval/fid"] >= 0.0
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -55,7 +55,7 @@ def test_fvd_loads_a_torchscript_i3d_and_a_shift_of_c_costs_3c2(tmp_path):
 
 
 def test_fid_crop_regions_scores_only_the_regions(tmp_path):
-    fid = load_fid(_script(_InceptionStandIn(), tmp_path / "inception.pt"), num_features=3)
+    fid = load_fid(_script(_InceptionStandIn(), tmp_path / "inception.pt"))
     g = torch.Generator().manual_seed(0)
     real = torch.rand(4, 3, 3, 16, 16, generator=g) * 2 - 1  # 4 videos [3, F, H, W]
     fake = real.clone()
@@ -68,7 +68,7 @@ def test_fid_crop_regions_scores_only_the_regions(tmp_path):
         update_fid(fid, r, real=True, crop_regions=top_half)
         update_fid(fid, f, real=False, crop_regions=top_half)
     assert float(fid.compute()) == pytest.approx(0.0, abs=1e-4)
-    whole = load_fid(_script(_InceptionStandIn(), tmp_path / "inception2.pt"), num_features=3)
+    whole = load_fid(_script(_InceptionStandIn(), tmp_path / "inception2.pt"))
     for r, f in zip(real, fake):
         update_fid(whole, r, real=True)
         update_fid(whole, f, real=False)

@@ -46,20 +46,20 @@ def features_distance(real: Tensor, fake: Tensor) -> float:
 class _ImageFeatures(nn.Module):
     """torchmetrics' ``feature=`` module: uint8 frames [B, 3, H, W] -> the TorchScript net's features."""
 
-    def __init__(self, net: nn.Module, num_features: int):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net, self.num_features = net, num_features
+        self.net = net  # no num_features attribute: torchmetrics reads the width off a dummy 299x299 image
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images, return_features=True)
 
 
-def load_fid(path: str | None, key: str = "eval.fid.inception", num_features: int = 2048):
-    """torchmetrics FID over a local TorchScript Inception (``num_features``: its feature width)."""
+def load_fid(path: str | None, key: str = "eval.fid.inception"):
+    """torchmetrics FID over a local TorchScript Inception."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     net = load_torchscript("FID", key, path, INCEPTION_FILE)
-    return FrechetInceptionDistance(feature=_ImageFeatures(net, num_features), reset_real_features=False)
+    return FrechetInceptionDistance(feature=_ImageFeatures(net), reset_real_features=False)
 
 
 def to_uint8_frames(video: Tensor) -> Tensor:
