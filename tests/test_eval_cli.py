@@ -144,6 +144,21 @@ def test_every_local_weight_metric_scores_the_written_videos(fake, tmp_path):
     assert 0.0 <= metrics["eval/clip_score"] <= 100.0 and metrics["eval/fid"] >= 0.0
 
 
+def test_geneval_suite_writes_images_in_genevals_layout(fake, tmp_path):
+    cfg, _ = fake
+    meta = tmp_path / "evaluation_metadata.jsonl"
+    rows = [{"tag": "colors", "prompt": "a photo of a red cup"}, {"tag": "counting", "prompt": "two dogs"}]
+    meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    made, _ = runner.run_eval(cfg, tmp_path / "run", "geneval", {"prompts": str(meta), "samples": "2"}, None)
+    folder = tmp_path / "run" / "eval" / "geneval"
+    assert made == 4 and sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
+        "00000/samples/0000.png", "00000/samples/0001.png", "00001/samples/0000.png", "00001/samples/0001.png"]  # fmt: skip
+    assert json.loads((folder / "00001" / "metadata.jsonl").read_text()) == rows[1]
+    from PIL import Image
+
+    assert Image.open(folder / "00000" / "samples" / "0001.png").size == (16, 16)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert "no config.yaml" in capsys.readouterr().err

@@ -68,13 +68,18 @@ class Generator:
 
 
 def write_atomic(path: Path, video: Tensor, fps: float = 8) -> None:
-    """The mp4 appears whole or not at all (an interrupted eval leaves no half-written video)."""
-    from vidgen.data.video_io import write_video
+    """The mp4 (or, for a ``.png`` path, the first frame: T2I suites) appears whole or not at all."""
+    from vidgen.data.video_io import from_model_pixels, write_video
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # the suffix picks the container
     try:
-        write_video(tmp, video, fps=fps)
+        if path.suffix == ".png":
+            from PIL import Image
+
+            Image.fromarray(from_model_pixels(video)[0].numpy()).save(tmp)
+        else:
+            write_video(tmp, video, fps=fps)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -81,6 +81,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
         generator = generator or Generator(cfg, ckpt)  # a bad checkpoint fails before anything is written
     if rank == 0:
         _write_manifest(folder, all_items)
+        suites.write_metadata(suite, opts, folder)
     if todo:
         with _progress() as bar:
             task = bar.add_task(f"eval/{suite.name} (rank {rank}/{world})", total=len(todo))

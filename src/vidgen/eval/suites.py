@@ -7,6 +7,9 @@
   ``all_dimension.txt``), ``vbench.SAMPLES_PER_PROMPT`` samples as ``<prompt>-<i>.mp4`` in one folder,
   which ``vbench evaluate --videos_path`` reads (``eval.dimensions=color,scene``: only those dimensions'
   prompts); scores come back through ``vidgen eval import``.
+- ``geneval``: GenEval's ``evaluation_metadata.jsonl`` (``eval.prompts``), 4 images per prompt in its
+  layout ``NNNNN/samples/SSSS.png`` + ``NNNNN/metadata.jsonl`` (the prompt's line), which
+  ``evaluate_images.py`` reads; first frame of each sample (STIV's T2I models: one frame).
 - ``t2v-compbench``: T2V-CompBench's prompt files (``eval.prompts``: the folder of ``<n>_<category>.txt``),
   one video per prompt as ``<category>/NNNN.mp4`` (1-based, the line number of its prompt).
 """
@@ -41,6 +44,7 @@ SUITES = {
     "prompts": Suite("prompts", ()),
     "vbench": Suite("vbench", (), samples=SAMPLES_PER_PROMPT),
     "t2v-compbench": Suite("t2v-compbench", ()),
+    "geneval": Suite("geneval", (), samples=4),
 }
 
 
@@ -95,6 +99,14 @@ def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] |
             for n, p in enumerate(_lines(f)[: int(limit) if limit else None], start=1):
                 out.append(Item(f"{category}/{n:04d}.mp4", p, base_seed))
         return out
+    if suite.name == "geneval":
+        lines = _lines(_prompts_file(opts.get("prompts"), suite.name, "GenEval's evaluation_metadata.jsonl"))
+        try:
+            prompts = [str(json.loads(line)["prompt"]) for line in lines[: int(limit) if limit else None]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"eval.prompts: not GenEval's evaluation_metadata.jsonl ({exc})") from None
+        return [Item(f"{n:05d}/samples/{i:04d}.png", p, base_seed + i) for n, p in enumerate(prompts)
+                for i in range(samples)]  # fmt: skip
     if suite.name == "vbench":
         dims = [d for d in str(opts.get("dimensions", "")).split(",") if d]
         prompts = vbench_prompts(
@@ -105,6 +117,20 @@ def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] |
     prompts = _lines(_prompts_file(opts.get("prompts"), suite.name, "a text file, one prompt per line"))
     prompts = prompts[: int(limit)] if limit else prompts
     return [Item(f"{n:04d}-{i}.mp4", p, base_seed + i) for n, p in enumerate(prompts) for i in range(samples)]
+
+
+def write_metadata(suite: Suite, opts: dict, folder: Path) -> None:
+    """Side files a benchmark's layout needs next to the media (GenEval: each prompt's metadata.jsonl)."""
+    if suite.name != "geneval":
+        return
+    from vidgen.runs import _atomic_write_text
+
+    lines = _lines(Path(opts["prompts"]))
+    for n, line in enumerate(lines[: int(opts["limit"]) if opts.get("limit") else None]):
+        path = folder / f"{n:05d}" / "metadata.jsonl"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(path, line + "\n")
 
 
 def shard(all_items: list[Item], rank: int, world: int) -> list[Item]:
