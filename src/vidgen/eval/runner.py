@@ -74,7 +74,10 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
             raise ConfigError(f"suite=shapes needs a run on data=shapes (this run: data={cfg.data.name})")
         generator = Generator(cfg, ckpt)
         dataset = generator.datamodule.dataset
-    captions = [dataset.clip(i).caption for i in range(len(dataset))] if dataset is not None else None
+    n_clips = (
+        min(int(opts.get("limit") or suites.SHAPES_CLIPS), len(dataset)) if dataset is not None else 0
+    )  # render only those
+    captions = [dataset.clip(i).caption for i in range(n_clips)] if dataset is not None else None
     all_items = suites.items(suite, opts, int(cfg.sample.seed), captions)
     todo = [it for it in suites.shard(all_items, rank, world) if not (folder / it.path).is_file()]
     if todo:

@@ -1,6 +1,6 @@
 """Evaluation suites: which prompts, how many samples, under which file names, scored by which metrics.
 
-- ``shapes``: the captions of the shapes world's first ``eval.limit`` clips (16 by default); the
+- ``shapes``: the captions of the shapes world's first ``eval.limit`` clips (``SHAPES_CLIPS``); the
   rendered clips are the real videos of FID / FVD and of ``layout_iou`` (needs no weights).
 - ``prompts``: one prompt per line of ``eval.prompts``; files ``NNNN-S.mp4``.
 - ``vbench``: VBench's prompt suite (``eval.prompts``: ``VBench_full_info.json`` or
@@ -22,6 +22,8 @@ from pathlib import Path
 
 from vidgen.errors import ConfigError
 from vidgen.eval.adapters.vbench import SAMPLES_PER_PROMPT, vbench_video_name
+
+SHAPES_CLIPS = 16  # suite=shapes: clips scored when eval.limit is not given
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] |
     samples = int(opts.get("samples") or suite.samples)
     limit = opts.get("limit")
     if suite.name == "shapes":
-        caps = (shapes_captions or [])[: int(limit or 16)]
+        caps = (shapes_captions or [])[: int(limit or SHAPES_CLIPS)]
         return [Item(f"{i:04d}.mp4", c, base_seed + i, i) for i, c in enumerate(caps)]
     if suite.name == "t2v-compbench":
         folder = _prompts_file(
