@@ -231,3 +231,17 @@ def test_eval_on_a_smoke_run_end_to_end(tmp_path, capsys):
     ]
     assert main([*args, "eval.limit=1", "sample.steps=2"]) == 0
     assert (other / "eval" / "shapes" / "0000.mp4").is_file() and (other / "config.yaml").is_file()
+
+
+def test_a_video_write_that_fails_leaves_neither_the_file_nor_a_temp(tmp_path, monkeypatch):
+    import vidgen.data.video_io as video_io
+    from vidgen.eval.generate import write_atomic
+
+    def half_written(path, frames, fps=8):
+        path.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(video_io, "write_video", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(tmp_path / "eval" / "0000.mp4", torch.zeros(3, 2, 8, 8))
+    assert list((tmp_path / "eval").iterdir()) == []
