@@ -19,6 +19,8 @@ commands:
   export ckpt=PATH out=DIR [--overwrite]   consolidate a (ZeRO) checkpoint into safetensors / diffusers
   sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
+  eval RUN_DIR [suite=NAME] [overrides...] generate a suite's videos into the run, score them (eval/<suite>/)
+  tables [--json]                          coverage map: the papers' 53 tables / figures and how far each is reproduced
   jdm cmi|filter|combos ...                JDM data tools
   demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
 """
@@ -32,6 +34,8 @@ COMMANDS = {
     "export": "vidgen.export:main",
     "sweep": "vidgen.sweeps.cli:main",
     "report": "vidgen.report.cli:main",
+    "eval": "vidgen.eval.cli:main",
+    "tables": "vidgen.coverage:main",
     "jdm": "vidgen.methods.jdm.cli:main",
     "demo": "vidgen.demo.cli:main",
 }

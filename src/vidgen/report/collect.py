@@ -35,6 +35,7 @@ import yaml
 
 from vidgen.errors import ConfigError
 from vidgen.eval.callback import read_eval
+from vidgen.eval.results import read_eval_metrics
 from vidgen.runs import read_metrics, read_summary
 from vidgen.sweeps.agent import SWEEP_KEY
 from vidgen.sweeps.schema import Sweep
@@ -163,7 +164,7 @@ def collect_local(runs_dir: str | Path, sweep: Sweep) -> list[RunResult]:
             ref=str(run_dir),
             params=dict(record.get("params", {})),
             status=str(status),
-            summary={**summary, **external},
+            summary={**summary, **read_eval_metrics(run_dir), **external},  # + eval/<suite>/metrics.json
             curves=_merge_curves(metrics, [{(k if k == "step" else f"eval/{k}"): v for k, v in r.items()}
                                            for r in read_eval(run_dir)], ext_curves),
             config_hash=config_hash(config) if config else "",

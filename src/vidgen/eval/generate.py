@@ -1,0 +1,93 @@
+"""One model built once, many prompts: the sampling path of `vidgen sample` for `vidgen eval`.
+
+The method's guidance and the sampler settings are the run's ``sample.*`` (the paper's: steps,
+guidance, guidance_scale); weights come from a checkpoint, or from ``backbone.weights`` for an
+untrained released model (the "without method" rows).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from vidgen.backbones import get_backbone
+from vidgen.errors import ConfigError
+from vidgen.methods import method_class
+from vidgen.train import build_datamodule, data_resolution
+
+
+class Generator:
+    def __init__(self, cfg: DictConfig, ckpt: Path | None):
+        from vidgen.sampling import load_weights
+
+        self.spec = get_backbone(cfg.backbone.name)
+        if ckpt is not None:
+            cfg = OmegaConf.merge(cfg, {"backbone": {"init": "random", "weights": None}})  # weights from ckpt
+        self.cfg = cfg
+        self.module = method_class(cfg.method.name)(cfg)
+        if ckpt is not None:
+            load_weights(self.module, ckpt, cfg)
+        # on the GPU when there is one (slurm/eval.sh gives each task one); decoding stays on the codec's CPU
+        wants_gpu = OmegaConf.select(cfg, "trainer.accelerator", default="auto") in ("gpu", "auto")
+        self.device = torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+        self.module.eval().to(self.device)
+        self.datamodule = build_datamodule(cfg, self.spec, micro_batch_size=1)
+        self.encoder, self.codec = self.datamodule.text_encoder(), self.datamodule.codec()
+        self.null = [t.to(self.device) for t in self.encoder.encode([str(cfg.sample.negative_prompt)])]
+        self.frames, self.height, self.width = data_resolution(cfg, self.spec)
+        if self.spec.image_condition and cfg.data.name != "shapes":
+            raise ConfigError(
+                f"{self.spec.name} is image-conditioned; `vidgen eval` conditions it on data=shapes only"
+            )
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, seed: int, index: int = 0) -> Tensor:
+        """One video [3, F, H, W] in [-1, 1]; image-conditioned backbones use clip ``index``'s first frame."""
+        embeds, mask = (t.to(self.device) for t in self.encoder.encode([prompt]))
+        image = (
+            self.datamodule.dataset[index].image_latents[None].to(self.device)
+            if self.spec.image_condition
+            else None
+        )
+        latents = self.module.generate(
+            embeds,
+            mask,
+            *self.null,
+            latent_shape=self.module.latent_shape(self.frames, self.height, self.width),
+            steps=int(self.cfg.sample.steps),
+            guidance=str(self.cfg.sample.guidance),
+            guidance_scale=float(self.cfg.sample.guidance_scale),
+            seed=int(seed),
+            image_latents=image,
+        )
+        return self.module.decode_sample(latents.cpu(), self.codec)[0]
+
+
+def write_atomic(path: Path, video: Tensor, fps: float = 8) -> None:
+    """The mp4 (or, for a ``.png`` path, the first frame: T2I suites) appears whole or not at all."""
+    from vidgen.data.video_io import from_model_pixels, write_video
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # the suffix picks the container
+    try:
+        if path.suffix == ".png":
+            from PIL import Image
+
+            Image.fromarray(from_model_pixels(video)[0].numpy()).save(tmp)
+        else:
+            write_video(tmp, video, fps=fps)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_model_video(path: Path) -> Tensor:
+    """An mp4 back as [3, F, H, W] in [-1, 1]."""
+    from vidgen.data.video_io import read_video, to_model_pixels
+
+    frames, _ = read_video(path)
+    return to_model_pixels(frames)
