@@ -77,6 +77,7 @@ def test_eva_clip_refuses_weights_with_other_names(tmp_path):
         EvaClipVision.from_pretrained(tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_onnx_arcface_matches_the_exported_network(tmp_path):
     pytest.importorskip("onnx")
     torch.manual_seed(0)

@@ -3,9 +3,9 @@
 `reference_inputs(cfg)` is what an identity-preserving method's sampling calls. It reads
 `sample.ids` (one image per ID, in ID order), the facial extractor of `method.faces`
 (`FacesConfig` fields; random-init twins when `backbone.size=tiny`) and `method.max_ids`.
-Detection: the shapes world's exact detector on `data=shapes`; otherwise the images are taken
-as aligned face crops (no face detector installs on CPU without replacing torch: facexlib pulls
-torchvision; crop and align reference photos offline, e.g. with facexlib's FaceRestoreHelper).
+Detection: the shapes world's exact detector on `data=shapes`; otherwise SCRFD from
+`method.faces.detector` (a folder; the released code's RetinaFace needs facexlib, which pulls
+torchvision), or, when that is null, the images are taken as aligned face crops.
 """
 
 from __future__ import annotations
@@ -41,17 +41,22 @@ def faces_config(cfg) -> FacesConfig:
 def reference_inputs(cfg, extractor: FacialExtractor | None = None) -> ReferenceFaces:
     """The reference faces of `sample.ids` (ConfigError / DataError naming the file otherwise)."""
     from vidgen.data.shapes import FACE_CROP_SIZE
-    from vidgen.faces.detect import ShapesFaceDetector
+    from vidgen.faces.detect import ScrfdDetector, ShapesFaceDetector
 
     ids = cfg.sample.get("ids")
     if ids is None or isinstance(ids, str):
         raise ConfigError(f"ids={ids!r}: give a list of reference face images, ids=[a.png,b.png]")
     shapes = cfg.data.name == "shapes"
-    extractor = extractor or FacialExtractor.from_config(faces_config(cfg))
+    faces = faces_config(cfg)
+    extractor = extractor or FacialExtractor.from_config(faces)
+    if shapes:
+        detector = ShapesFaceDetector()
+    else:
+        detector = ScrfdDetector(faces.detector) if faces.detector else None
     crops, emb = reference_faces(
         [str(p) for p in ids],
         extractor,
-        ShapesFaceDetector() if shapes else None,
+        detector,
         FACE_CROP_SIZE if shapes else REAL_CROP_SIZE,
         int(cfg.method.max_ids),
     )
