@@ -88,6 +88,9 @@ def test_precomputed_faces_equal_direct_computation(tmp_path, models):
     assert torch.equal(s.faces.crops, torch.stack(crops))
     assert torch.equal(s.faces.embeds, direct.global_)
     assert torch.equal(s.faces.local_embeds, torch.stack(direct.local, dim=1))
+    # a method that asks for the faces group gets the precomputed embeddings with it
+    only = ShardDataset(out, fields=["latents", "text_embeds", "faces"])[0]
+    assert torch.equal(only.faces.embeds, s.faces.embeds)
 
 
 def _with_crops(tmp_path, images):

@@ -793,7 +793,7 @@ class ShardDataset(Dataset):
                 (T_FACE_EMBEDS, "embeds", "[K, D]"),
                 (T_FACE_LOCAL, "local_embeds", "[K, S, L, C]"),
             ):
-                t = get(suffix, required=False) if self._want(f"faces.{attr}") else None
+                t = get(suffix, required=False)  # precomputed embeddings travel with the faces group
                 if t is not None:
                     expect(t, suffix, [len(faces)] + [None] * (shape.count(",")), shape)
                     setattr(sample.faces, attr, t)
