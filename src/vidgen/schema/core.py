@@ -76,6 +76,7 @@ class Sample(Section):
     seed: int = Field(ge=0, description="an integer >= 0")
     instances: Text | None = Field(None, description="a layout .json path (instance prompts + boxes), or null")
     draw_layout: bool = Field(False, description="true or false (draw the layout's boxes over the clip)")
+    ids: list[Text] | None = Field(None, description="a list of reference face images [a.png, b.png], or null")
 
 
 class Backbone(Section):
