@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import string
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen import csv_table
-from vidgen.errors import DataError
+from vidgen.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -69,22 +67,40 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     A checkpoint may be a folder (DeepSpeed writes one per checkpoint).
     """
     run_dir = Path(run_dir)
-    found = [p for p in (run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()]
+    found = [
+        p for p in (run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()
+    ]
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def wandb_run_id(run_dir: Path) -> str | None:
     """A W&B id fixed per run folder, so a resumed run continues the same W&B run.
 
-    Minted and written by rank 0 only (the other ranks log nothing to W&B): two ranks must never
-    write different ids for one run.
+    Under a sweep agent (`WANDB_RUN_ID` set, as `wandb agent` sets it) the folder takes the agent's
+    id: the run the agent created is the one that receives the metrics, and a requeued task (which
+    replays the agent's variables) resumes it. A folder that already belongs to another W&B run
+    refuses the agent's. Otherwise the id is minted with wandb's own generator. Written by rank 0
+    only (the other ranks log nothing to W&B): two ranks must never write different ids for one run.
     """
     path = Path(run_dir) / "wandb_id"
+    agent_id = os.environ.get("WANDB_RUN_ID") or None
     if path.is_file():
-        return path.read_text().strip()
+        run_id = path.read_text().strip()
+        if agent_id and agent_id != run_id:
+            raise ConfigError(
+                f"{path}: this run folder belongs to W&B run {run_id!r}, but the sweep agent started run "
+                f"{agent_id!r} (WANDB_RUN_ID). Give the sweep's run its own folder (leave run.dir / run.name "
+                "unset), or unset WANDB_RUN_ID to resume the folder's own run"
+            )
+        return run_id
     if not is_global_zero():
-        return None
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        return agent_id
+    if agent_id is None:
+        from wandb.sdk.lib.runid import generate_id  # wandb.util.generate_id moved here in wandb 0.2x
+
+        run_id = generate_id()
+    else:
+        run_id = agent_id
     _atomic_write_text(path, run_id)
     return run_id
 
@@ -113,12 +129,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Reading goes through `vidgen.checkpoints.load_checkpoint` (weights only, clean errors).
     """
 
-    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
         from vidgen.checkpoints import load_checkpoint
 
         return load_checkpoint(path)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -169,7 +189,6 @@ class RunRecorder(L.Callback):
             summary["error"] = error
         _atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
-
     # -- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:  # no step twice: drop rows after the resumed step (atomic rewrite)
@@ -186,7 +205,12 @@ class RunRecorder(L.Callback):
         self._losses.clear()
         step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
-        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
+        row = {
+            "step": trainer.global_step,
+            "train/loss": float(step_loss),
+            "lr": float(lr),
+            "epoch": trainer.current_epoch,
+        }
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             csv_table.append_row(self.run_dir / METRICS_FILE, row)
@@ -198,15 +222,15 @@ class RunRecorder(L.Callback):
         """One logger record per optimizer step: loss, lr and the method's train/* terms.
 
         Lightning would send two (its own for `self.log`, LearningRateMonitor's for the lr), each
-        a W&B call; one record halves that cost (benchmarks/step_overhead.py). The step is
-        Lightning's convention (0-based), so resumed W&B runs of older versions line up.
+        a W&B call; one record halves that cost (benchmarks/step_overhead.py). The step is the
+        row's: W&B's `trainer/global_step` and `_step` equal metrics.csv's `step`.
         """
         metrics = {"train/loss": row["train/loss"], "lr": row["lr"]}
         for key, value in trainer.callback_metrics.items():
             if key.startswith("train/") and key not in metrics:
                 metrics[key] = float(value)
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step - 1)
+            logger.log_metrics(metrics, step=int(row["step"]))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
@@ -218,10 +242,14 @@ class RunRecorder(L.Callback):
             self._last = {k: rows[-1][k] for k in ("train/loss", "lr") if rows and k in rows[-1]}
             self._write_summary(trainer, "completed")
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         if not self._training and not isinstance(exception, DataError):
             return  # a refused restore keeps the old summary; bad data (found in setup) fails the run
-        interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+        interrupted = (
+            isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+        )
         self._write_summary(trainer, "interrupted" if interrupted else "failed", error=repr(exception)[:2000])
 
 

@@ -7,7 +7,6 @@ run folder, resuming from its last checkpoint when there is one.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import warnings
@@ -28,7 +27,7 @@ from vidgen.eval.callback import EvalCallback
 from vidgen.methods import method_class
 from vidgen.optim import accumulation_steps
 from vidgen.run_folder import RunFolder, open_run
-from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero, wandb_run_id
+from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero
 from vidgen.schema.trainer import pass_through_kwargs
 from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
@@ -95,7 +94,9 @@ def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu")
+        raise ConfigError(
+            "trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu"
+        )
     devices = t.devices
     if devices == "auto":
         devices = torch.cuda.device_count() if accelerator == "gpu" else 1
@@ -146,30 +147,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         *cluster_callbacks(cfg, run_dir),
     ]
     loggers: list[Any] = []
-    wb = cfg.logger.wandb
-    if wb.enabled:
-        from vidgen.slurm_requeue import sigterm_tolerant_wandb_logger
+    if cfg.logger.wandb.enabled:
+        from vidgen.wandb_runs import build_logger
 
-        os.environ.setdefault("WANDB_SILENT", "true")
-        wandb_logger = sigterm_tolerant_wandb_logger(
-            project=wb.project,
-            entity=wb.entity,
-            name=f"{exp}/{cfg.run.name}",
-            id=wandb_run_id(run_dir),
-            resume="allow",
-            save_dir=str(run_dir),
-            offline=not wb.online,
-            tags=list(wb.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        # Lightning always passes `anonymous`, which wandb >= 0.2x warns about on every run.
-        wandb_logger._wandb_init.pop("anonymous", None)
-        loggers.append(wandb_logger)
+        loggers.append(build_logger(cfg, run_dir))
     if cfg.train.ema.enabled:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         callbacks.append(
-            EMAWeightAveraging(decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every))
+            EMAWeightAveraging(
+                decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every)
+            )
         )
     return L.Trainer(
         accelerator=accelerator,
@@ -245,7 +233,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no .validation_step.*")
     warnings.filterwarnings("ignore", message=".*overridden .transfer_batch_to_device. in .LightningModule.*")
-    warnings.filterwarnings("ignore", message=".*The .srun. command is available on your system but is not used.*")
+    warnings.filterwarnings(
+        "ignore", message=".*The .srun. command is available on your system but is not used.*"
+    )
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # "`weights_only` was not set" on every save by every rank: checkpoints are loaded weights_only.
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
@@ -254,7 +244,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
-        print(overrides_help("train", 'exp=NAME [overrides...]'))
+        print(overrides_help("train", "exp=NAME [overrides...]"))
         return 0
     preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
