@@ -67,9 +67,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     A checkpoint may be a folder (DeepSpeed writes one per checkpoint).
     """
     run_dir = Path(run_dir)
-    found = [
-        p for p in (run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()
-    ]
+    found = [p for p in (run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()]
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
@@ -129,16 +127,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Reading goes through `vidgen.checkpoints.load_checkpoint` (weights only, clean errors).
     """
 
-    def load_checkpoint(
-        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
-    ) -> dict:
+    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         from vidgen.checkpoints import load_checkpoint
 
         return load_checkpoint(path)
 
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
-    ) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -189,6 +183,7 @@ class RunRecorder(L.Callback):
             summary["error"] = error
         _atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
+
     # -- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:  # no step twice: drop rows after the resumed step (atomic rewrite)
@@ -205,12 +200,7 @@ class RunRecorder(L.Callback):
         self._losses.clear()
         step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
-        row = {
-            "step": trainer.global_step,
-            "train/loss": float(step_loss),
-            "lr": float(lr),
-            "epoch": trainer.current_epoch,
-        }
+        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             csv_table.append_row(self.run_dir / METRICS_FILE, row)
@@ -242,14 +232,10 @@ class RunRecorder(L.Callback):
             self._last = {k: rows[-1][k] for k in ("train/loss", "lr") if rows and k in rows[-1]}
             self._write_summary(trainer, "completed")
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self._training and not isinstance(exception, DataError):
             return  # a refused restore keeps the old summary; bad data (found in setup) fails the run
-        interrupted = (
-            isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
-        )
+        interrupted = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
         self._write_summary(trainer, "interrupted" if interrupted else "failed", error=repr(exception)[:2000])
 
 

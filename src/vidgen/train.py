@@ -94,9 +94,7 @@ def _accelerator(cfg: DictConfig) -> tuple[str, Any, int]:
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError(
-            "trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu"
-        )
+        raise ConfigError("trainer.accelerator=gpu but no CUDA device is visible; use trainer.accelerator=cpu")
     devices = t.devices
     if devices == "auto":
         devices = torch.cuda.device_count() if accelerator == "gpu" else 1
@@ -155,9 +153,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         callbacks.append(
-            EMAWeightAveraging(
-                decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every)
-            )
+            EMAWeightAveraging(decay=float(cfg.train.ema.decay), update_every_n_steps=int(cfg.train.ema.update_every))
         )
     return L.Trainer(
         accelerator=accelerator,
@@ -233,9 +229,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no .validation_step.*")
     warnings.filterwarnings("ignore", message=".*overridden .transfer_batch_to_device. in .LightningModule.*")
-    warnings.filterwarnings(
-        "ignore", message=".*The .srun. command is available on your system but is not used.*"
-    )
+    warnings.filterwarnings("ignore", message=".*The .srun. command is available on your system but is not used.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # "`weights_only` was not set" on every save by every rank: checkpoints are loaded weights_only.
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
@@ -244,7 +238,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
-        print(overrides_help("train", "exp=NAME [overrides...]"))
+        print(overrides_help("train", 'exp=NAME [overrides...]'))
         return 0
     preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
