@@ -29,6 +29,7 @@ from vidgen.config import load_config
 from vidgen.errors import VidgenError
 from vidgen.runs import SUMMARY_FILE, prepare_run_dir, wandb_run_id
 from vidgen.sweeps.validate import hydra_overrides
+from vidgen.wandb_runs import run_name
 
 PROFILE_FILE = "profile.json"
 
@@ -63,7 +64,7 @@ def _log_wandb(cfg, run_dir: Path, summary: dict[str, Any]) -> None:
     import wandb
 
     run = wandb.init(project=wb.project, entity=wb.entity, id=wandb_run_id(run_dir), resume="allow",
-                     name=f"{cfg.exp_name}/{cfg.run.name}", dir=str(run_dir), tags=list(wb.tags),
+                     name=run_name(cfg), dir=str(run_dir), tags=list(wb.tags),
                      mode="online" if wb.online else "offline",
                      config=OmegaConf.to_container(cfg, resolve=True))
     run.summary.update(summary)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     timed = any(a.lower() in ("profile.time=true", "profile.time=1") for a in argv)
     try:
-        cfg = load_config(hydra_overrides(argv))
+        cfg = load_config(hydra_overrides(argv), run_kind="profile")  # never a training's folder
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
