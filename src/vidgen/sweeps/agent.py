@@ -94,6 +94,21 @@ def build_command(sweep: Sweep, run: RunSpec, extra: list[str]) -> list[str]:
         raise ConfigError(f"{sweep.path}: {err}") from None
 
 
+def agent_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run `wandb agent` in: this Python's folder first on PATH, so the literal
+    `python` the agent puts in every sweep command (`${interpreter}`) is this Python, the one that
+    has vidgen, even from a shell where the environment is not activated."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, env.get("PATH", "").split(os.pathsep))])
+    return env
+
+
+def wandb_agent(sweep_id: str, count: int | None = None) -> int:
+    """`vidgen sweep agent SWEEP_ID`: wandb's own agent, started in `agent_env()`."""
+    cmd = [sys.executable, "-m", "wandb", "agent", *(["--count", str(count)] if count else []), sweep_id]
+    return subprocess.call(cmd, env=agent_env())
+
+
 def row_run_name(sweep: Sweep, run: RunSpec, extra: list[str]) -> str:
     table = sweep.name.split("/", 1)[-1]
     kept = [e for e in extra if not e.split("=")[0].startswith("run.")]
