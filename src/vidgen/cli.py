@@ -17,7 +17,8 @@ commands:
   backbones [--json]                       the backbone registry
   precompute --vae PATH --text-encoder PATH --videos DIR --annotations FILE --out DIR
   export ckpt=PATH out=DIR [--overwrite]   consolidate a (ZeRO) checkpoint into safetensors / diffusers
-  sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
+  sweep validate|run|agent ...             paper-table sweeps (W&B files), runnable without a server
+  sync RUN_DIR... [--dry-run]              upload run folders' offline W&B segments, in order (wandb sync)
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   jdm cmi|filter|combos ...                JDM data tools
   demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
@@ -31,6 +32,7 @@ COMMANDS = {
     "precompute": "vidgen.data.precompute:main",
     "export": "vidgen.export:main",
     "sweep": "vidgen.sweeps.cli:main",
+    "sync": "vidgen.wandb_runs:main",
     "report": "vidgen.report.cli:main",
     "jdm": "vidgen.methods.jdm.cli:main",
     "demo": "vidgen.demo.cli:main",
