@@ -98,7 +98,7 @@ def test_sweep_rows_under_a_real_agent_environment(tmp_path):
     assert folder.name.endswith(".wandb-run1abcd") and "run.root" not in folder.name
 
     # (b) the folder's W&B run is the agent's; a requeue (recorded command + run.dir) resumes it
-    requeue = [*cmd, "train.max_steps=4", f"run.dir={folder}"]
+    requeue = [*cmd, "train.max_steps=4", f"run.dir='{folder}'"]  # as vidgen.slurm_agent quotes it
     assert _run(requeue, agent_env(plain), REPO).returncode == 0
     assert (folder / "wandb_id").read_text() == "run1abcd"
     segments = sorted((folder / "wandb").glob("offline-run-*"))

@@ -22,6 +22,9 @@ commands:
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   jdm cmi|filter|combos ...                JDM data tools
   demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
+  -sc install=bash                         shell completion of commands, config groups and keys (Hydra's)
+
+train also takes Hydra's flags: --cfg job|hydra|all, --info [TOPIC], -m/--multirun (comma lists).
 """
 
 # Commands implemented in their own packages: name -> "module:function(argv) -> int".
@@ -70,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     from vidgen.errors import VidgenError
+
+    if command in ("-sc", "--shell-completion"):  # Hydra's: eval "$(vidgen -sc install=bash)"
+        from vidgen.hydra_flags import shell_completion
+
+        return shell_completion(rest)
 
     try:
         if command == "backbones":

@@ -178,17 +178,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     )
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train one run; returns the run folder."""
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+    """Train one run; returns the run folder. `overrides` (the command line's) go to overrides.yaml."""
     cfg = resolve_micro_batch(cfg)
     if cfg.data.name == "shards":
         require_data_root(cfg.data)  # before the run folder exists: a failed start leaves no trace
     # checks run.dir, locks it for the run, cleans leftovers, picks the checkpoint, refuses a changed config
     with open_run(cfg, rank_zero=is_global_zero()) as run:
-        return _train_in(cfg, run)
+        return _train_in(cfg, run, overrides)
 
 
-def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
+def _train_in(cfg: DictConfig, run: RunFolder, overrides: list[str] | None = None) -> Path:
     spec = get_backbone(cfg.backbone.name)
     run_dir = run.dir
     preemption.begin_run(run_dir)
@@ -202,16 +202,24 @@ def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
     if int(cfg.train.max_steps) == 0:  # evaluate the weights as built (e.g. the released base model)
         from vidgen.evaluate_only import evaluate_only
 
-        run.write_config(cfg)
+        _write_config(run, cfg, overrides)
         return evaluate_only(cfg, module, datamodule, run_dir)
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)
-    run.write_config(cfg)  # the first write into the folder: everything above is validated
+    _write_config(run, cfg, overrides)  # the first write into the folder: everything above is validated
     ckpt = run.checkpoint
     if ckpt is not None and trainer.is_global_zero:
         print(f"resuming from {ckpt}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     _finish_wandb()  # not on errors: a killed job's W&B service may be gone; wandb's atexit closes it
     return run_dir
+
+
+def _write_config(run: RunFolder, cfg: DictConfig, overrides: list[str] | None) -> None:
+    run.write_config(cfg)
+    if overrides is not None and is_global_zero():
+        from vidgen.hydra_flags import write_overrides
+
+        write_overrides(run.dir, overrides)
 
 
 def _finish_wandb() -> None:
@@ -236,15 +244,37 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`vidgen train [Hydra flags] overrides...`; `-m` runs each combination in turn, stopping at the
+    first that does not complete (as Hydra's basic launcher stops at the first failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
         print(overrides_help("train", 'exp=NAME [overrides...]'))
         return 0
+    from vidgen import hydra_flags
+
+    try:
+        args = hydra_flags.parse(argv)
+        if hydra_flags.wants_flag(args):
+            return hydra_flags.run_flag(args)
+        jobs = hydra_flags.expand_multirun(args.overrides) if args.multirun else [args.overrides]
+    except VidgenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    for i, job in enumerate(jobs, 1):
+        if len(jobs) > 1:
+            print(f"[multirun {i}/{len(jobs)}] {' '.join(job)}", flush=True)
+        code = _main_one(job)
+        if code != 0 or preemption.STATE.outcome is not None:  # failed, interrupted or requeued
+            return code
+    return 0
+
+
+def _main_one(argv: list[str]) -> int:
     preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
     try:
         cfg = load_config(argv)
-        run_dir = train(cfg)
+        run_dir = train(cfg, overrides=argv)
     except VidgenError as err:
         preemption.finish_wandb(exit_code=err.exit_code)
         print(f"error: {err}", file=sys.stderr)
