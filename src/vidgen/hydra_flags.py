@@ -62,8 +62,15 @@ def run_flag(args: argparse.Namespace) -> int:
     if args.shell_completion:
         return shell_completion(args.overrides)
     if args.info:
-        with _hydra() as hydra:
-            hydra.show_info(args.info, config_name=CONFIG_NAME, overrides=args.overrides)
+        import logging
+
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        try:  # Hydra prints the info through a root stdout handler: take it away again after
+            with _hydra() as hydra:
+                hydra.show_info(args.info, config_name=CONFIG_NAME, overrides=args.overrides)
+        finally:
+            root.handlers[:], root.level = saved[0], saved[1]
         return 0
     if args.cfg == "job":  # the run's config as `vidgen train` sees it: derived run.name / run.dir included
         from omegaconf import OmegaConf
