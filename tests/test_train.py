@@ -48,7 +48,19 @@ def test_resume_is_bit_identical(smoke, tmp_path):
     assert read_summary(split)["status"] == "completed"
 
 
-def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path):
+def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path, monkeypatch):
+    """One W&B run per folder: same id and name after a resume, and every record logged at
+    W&B step == trainer/global_step == metrics.csv step, so the resumed segment's _step continues."""
+    import wandb.sdk.wandb_run
+
+    logged = []
+    original = wandb.sdk.wandb_run.Run.log
+
+    def spy(self, data, step=None, commit=None):
+        logged.append((self.id, self.name, step, data.get("trainer/global_step")))
+        return original(self, data, step=step, commit=commit)
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", spy)
     run = tmp_path / "wb"
     train(load_config(smoke("train.max_steps=2", run_dir=run)))
     first = (run / "wandb_id").read_text()
@@ -57,6 +69,9 @@ def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path):
     offline_runs = list((run / "wandb").glob("offline-run-*"))
     # wandb appends "-1" to a folder name when both segments start within the same second
     assert offline_runs and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{first}(-\d+)?", p.name) for p in offline_runs)
+    assert {(i, n) for i, n, _, _ in logged} == {(first, "ft_cogvideox/wb")}  # name unchanged on resume
+    steps = [s for _, _, s, _ in logged]
+    assert steps == [g for _, _, _, g in logged] == [int(r["step"]) for r in read_metrics(run)] == [1, 2, 3, 4]
 
 
 def test_failure_is_recorded_and_leaves_last_good_checkpoint(smoke, tmp_path, monkeypatch):

@@ -123,3 +123,37 @@ def test_sweep_rows_under_a_real_agent_environment(tmp_path):
     assert pfolder.name == "profile.wandb-prof1234"
     assert (pfolder / "wandb_id").read_text() == "prof1234"
     assert read_summary(pfolder)["status"] == "completed"
+
+
+def test_the_agents_run_id_names_the_folders_wandb_run(tmp_path, monkeypatch):
+    from vidgen.errors import ConfigError
+    from vidgen.runs import wandb_run_id
+
+    monkeypatch.delenv("WANDB_RUN_ID", raising=False)
+    for name in ("plain", "swept"):
+        (tmp_path / name).mkdir()
+    minted = wandb_run_id(tmp_path / "plain")
+    assert re.fullmatch(r"[a-z0-9]{8}", minted) and wandb_run_id(tmp_path / "plain") == minted
+    monkeypatch.setenv("WANDB_RUN_ID", "agent123")
+    assert wandb_run_id(tmp_path / "swept") == "agent123" == (tmp_path / "swept" / "wandb_id").read_text()
+    with pytest.raises(ConfigError, match=rf"belongs to W&B run '{minted}'.*started run 'agent123'"):
+        wandb_run_id(tmp_path / "plain")  # another run's folder: refused, its id left as it was
+    assert (tmp_path / "plain" / "wandb_id").read_text() == minted
+
+
+def test_vidgen_sync_hands_every_segment_to_wandb_sync_in_order(tmp_path, capsys):
+    from vidgen.cli import main as cli
+    from vidgen.wandb_runs import sync_command
+
+    run = tmp_path / "run"
+    for name in ("offline-run-20260101_000010-abc", "offline-run-20260101_000002-abc", "latest-run"):
+        (run / "wandb" / name).mkdir(parents=True)
+    cmd = sync_command([run], ["-p", "proj"])
+    assert cmd[cmd.index("sync"):] == [
+        "sync", "-p", "proj",
+        str(run / "wandb" / "offline-run-20260101_000002-abc"),
+        str(run / "wandb" / "offline-run-20260101_000010-abc"),
+    ]
+    (tmp_path / "empty").mkdir()
+    assert cli(["sync", str(tmp_path / "empty")]) == 2
+    assert "no offline W&B run" in capsys.readouterr().err
