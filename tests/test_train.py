@@ -44,6 +44,10 @@ def test_resume_is_bit_identical(smoke, tmp_path):
     assert read_summary(split)["global_step"] == 4
     train(load_config(smoke("logger=none", run_dir=split)))  # same folder: resumes at step 4
     assert _losses(split) == _losses(straight)  # exact float equality, steps 1..8 once each
+    # the epoch column counts passes over the data, the same after a resume, written as integers
+    epochs = [r["epoch"] for r in read_metrics(split)]
+    assert epochs == [r["epoch"] for r in read_metrics(straight)] and epochs[0] == 0 and epochs == sorted(epochs)
+    assert all(line.rsplit(",", 1)[1].isdigit() for line in (split / "metrics.csv").read_text().splitlines()[1:])
     assert read_summary(split)["restarts"] == 1
     assert read_summary(split)["status"] == "completed"
 

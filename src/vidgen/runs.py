@@ -121,6 +121,17 @@ def needs_closing(trainer: L.Trainer, run_dir: Path) -> bool:
     return done and read_summary(run_dir).get("status") != "completed"
 
 
+def data_epoch(trainer: L.Trainer) -> int:
+    """metrics.csv's `epoch`: the pass over the training data the step's last sample came from,
+    from the step count (as the resumable sampler places a resumed run). Lightning's current_epoch
+    is no such count: training is one endless epoch, and a resume from the checkpoint saved at the
+    max_steps stop starts Lightning's epoch 1, so a resumed run's column jumped from 0 to 1."""
+    datamodule = getattr(trainer, "datamodule", None)
+    per_rank = getattr(getattr(datamodule, "train_sampler", None), "per_rank", 0)
+    consumed = trainer.global_step * trainer.accumulate_grad_batches * getattr(datamodule, "micro_batch_size", 1)
+    return (consumed - 1) // per_rank if per_rank and consumed else 0
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file and rename: a crash never leaves a half-written one.
 
@@ -200,7 +211,7 @@ class RunRecorder(L.Callback):
         self._losses.clear()
         step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
-        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
+        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": data_epoch(trainer)}
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             csv_table.append_row(self.run_dir / METRICS_FILE, row)
@@ -244,6 +255,14 @@ class StepProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         return "train"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """The count is the run's micro-batches so far, from global_step (the bar's total is the
+        run's too): Lightning's is the batch index in its epoch, which a resume restarts or carries
+        on depending on where the checkpoint was saved, so a resumed bar could read `8/3`."""
+        accumulate = trainer.accumulate_grad_batches
+        done = trainer.global_step * accumulate + (batch_idx + 1) % accumulate
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
 
     @property
     def total_train_batches(self) -> int | float:

@@ -70,7 +70,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             num_workers=int(d.num_workers),
         )
     if d.name == "shards":
-        from vidgen.data.datamodule import ShardDataModule
+        from vidgen.data.datamodule import ShardDataModule, loader_workers
 
         return ShardDataModule(
             root=require_data_root(d),
@@ -79,7 +79,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             backbone=spec.name,
             micro_batch_size=micro,
             seed=int(d.seed),
-            num_workers=int(d.num_workers),
+            num_workers=loader_workers(d.num_workers),
             max_instances=int(d.max_instances),
             backbone_size=size,
             num_clips=d.get("num_clips"),
