@@ -76,6 +76,11 @@ def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path, monkeypatch):
     assert {(i, n) for i, n, _, _ in logged} == {(first, "ft_cogvideox/wb")}  # name unchanged on resume
     steps = [s for _, _, s, _ in logged]
     assert steps == [g for _, _, _, g in logged] == [int(r["step"]) for r in read_metrics(run)] == [1, 2, 3, 4]
+    from vidgen.report.wandb_offline import read_run
+
+    segments = [read_run(p) for p in sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert [[h["_step"] for h in seg.history] for seg in segments] == [[1, 2], [3, 4]]  # _step continues
+    assert {seg.name for seg in segments} == {"ft_cogvideox/wb"}
 
 
 def test_failure_is_recorded_and_leaves_last_good_checkpoint(smoke, tmp_path, monkeypatch):
@@ -186,7 +191,7 @@ def test_only_global_rank_zero_writes_the_run_folder_files(smoke, tmp_path, monk
 
 def test_one_logger_record_per_optimizer_step_with_loss_lr_and_method_terms():
     """RunRecorder sends loss, lr and the method's train/* terms in one record (one W&B call a step),
-    at Lightning's 0-based step, so W&B histories of resumed older runs line up."""
+    at the row's step: W&B step == trainer/global_step == metrics.csv step."""
     from types import SimpleNamespace
 
     import torch
@@ -201,4 +206,4 @@ def test_one_logger_record_per_optimizer_step_with_loss_lr_and_method_terms():
         callback_metrics={"train/loss": torch.tensor(0.25), "train/cmi_weight": torch.tensor(0.5)},
     )
     RunRecorder._log_step(trainer, {"step": 3, "train/loss": 0.25, "lr": 1e-4, "epoch": 0})
-    assert calls == [({"train/loss": 0.25, "lr": 1e-4, "train/cmi_weight": 0.5}, 2)]
+    assert calls == [({"train/loss": 0.25, "lr": 1e-4, "train/cmi_weight": 0.5}, 3)]
