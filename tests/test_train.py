@@ -81,6 +81,9 @@ def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path, monkeypatch):
     segments = [read_run(p) for p in sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))]
     assert [[h["_step"] for h in seg.history] for seg in segments] == [[1, 2], [3, 4]]  # _step continues
     assert {seg.name for seg in segments} == {"ft_cogvideox/wb"}
+    # resumed from the checkpoint of the max_steps stop, which starts Lightning's epoch 1: the epoch
+    # column counts passes over the 16 clips (2 a step) instead, so it stays 0
+    assert [r["epoch"] for r in read_metrics(run)] == [0, 0, 0, 0]
 
 
 def test_failure_is_recorded_and_leaves_last_good_checkpoint(smoke, tmp_path, monkeypatch):

@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         raise
     (run_dir / PROFILE_FILE).write_text(json.dumps(result, indent=2) + "\n")
     summary = {**base, "status": "completed", "wall_time_s": round(time.time() - start, 3), **summary_of(result)}
-    _log_wandb(cfg, run_dir, summary_of(result))
+    try:
+        _log_wandb(cfg, run_dir, summary_of(result))
+    except VidgenError as err:  # e.g. the folder belongs to another W&B run than the agent's
+        _write(run_dir, {**base, "status": "failed", "error": str(err)})
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     _write(run_dir, summary)
     print(json.dumps(result, indent=2))
     print(f"run folder: {run_dir}")
