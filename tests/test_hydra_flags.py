@@ -30,6 +30,8 @@ def test_bad_flags_and_sweeps_without_multirun_are_clean_errors(capsys):
     assert main(["exp=ft_cogvideox", "seed=0,1"]) == 2
     err = capsys.readouterr().err
     assert "--multirun" in err and "Traceback" not in err
+    assert main(["--config-name", "other", "exp=ft_cogvideox"]) == 2
+    assert "--config-name: not supported" in capsys.readouterr().err
 
 
 def test_multirun_expands_like_hydras_basic_sweeper():
@@ -43,7 +45,7 @@ def test_multirun_expands_like_hydras_basic_sweeper():
 
 def test_multirun_trains_each_combination_in_its_own_folder(capsys, tmp_path):
     base = ["exp=ft_cogvideox", "preset=smoke", "logger=none", "train.max_steps=1", f"run.root={tmp_path}"]
-    assert main(["-m", *base, "seed=0,1"]) == 0
+    assert main([*base, "-m", "seed=0,1"]) == 0  # flags anywhere among the overrides, as in Hydra
     folders = sorted((tmp_path / "ft_cogvideox").iterdir())
     assert len(folders) == 2 and "seed=0" in folders[0].name and "seed=1" in folders[1].name
     for folder, seed in zip(folders, ("0", "1")):

@@ -35,14 +35,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = get_args_parser()
     parser.exit_on_error = False
     try:
-        args, unknown = parser.parse_known_args(argv)
+        args, unknown = parser.parse_known_intermixed_args(argv)  # flags anywhere among overrides
     except (argparse.ArgumentError, SystemExit) as err:
+        if isinstance(err, SystemExit) and err.code == 0:  # --version printed Hydra's version
+            raise
         raise ConfigError(f"bad Hydra flag in {' '.join(argv)!r}: {err}") from None
     if unknown:
         raise ConfigError(f"unknown flag(s) {' '.join(unknown)}; Hydra's are --cfg, --info, -m, -sc")
     unsupported = {"--config-path": args.config_path, "--config-name": args.config_name,
                    "--config-dir": args.config_dir, "--experimental-rerun": args.experimental_rerun,
-                   "--hydra-help": args.hydra_help, "--version": args.version}
+                   "--hydra-help": args.hydra_help}
     if given := [flag for flag, value in unsupported.items() if value]:
         raise ConfigError(f"{', '.join(given)}: not supported by vidgen (one config root, src/vidgen/conf; "
                           "choose configs with exp=NAME and group=option overrides)")
