@@ -13,3 +13,13 @@ elif [[ -f "$VIDGEN_REPO/.venv/bin/activate" ]]; then
     source "$VIDGEN_REPO/.venv/bin/activate"
 fi
 set -u
+# `wandb agent` runs every sweep command with the literal `python` on PATH, and slurm/train.sh runs
+# ${VIDGEN_PYTHON:-python}: stop here, naming the fix, if that Python cannot import vidgen.
+_vidgen_py=${VIDGEN_PYTHON:-python}
+if ! "$_vidgen_py" -c "import vidgen" >/dev/null 2>&1; then
+    echo "vidgen: '$_vidgen_py' ($(command -v "$_vidgen_py" || echo "not on PATH")) cannot import vidgen:" \
+         "activate the project's environment with VIDGEN_ENV=/path/to/activate-script, slurm/env.sh," \
+         "or a .venv in $VIDGEN_REPO (sweep commands run \`python -m ...\` with the python on PATH)" >&2
+    exit 2
+fi
+unset _vidgen_py

@@ -44,11 +44,27 @@ def test_resume_is_bit_identical(smoke, tmp_path):
     assert read_summary(split)["global_step"] == 4
     train(load_config(smoke("logger=none", run_dir=split)))  # same folder: resumes at step 4
     assert _losses(split) == _losses(straight)  # exact float equality, steps 1..8 once each
+    # the epoch column counts passes over the data, the same after a resume, written as integers
+    epochs = [r["epoch"] for r in read_metrics(split)]
+    assert epochs == [r["epoch"] for r in read_metrics(straight)] and epochs[0] == 0 and epochs == sorted(epochs)
+    assert all(line.rsplit(",", 1)[1].isdigit() for line in (split / "metrics.csv").read_text().splitlines()[1:])
     assert read_summary(split)["restarts"] == 1
     assert read_summary(split)["status"] == "completed"
 
 
-def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path):
+def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path, monkeypatch):
+    """One W&B run per folder: same id and name after a resume, and every record logged at
+    W&B step == trainer/global_step == metrics.csv step, so the resumed segment's _step continues."""
+    import wandb.sdk.wandb_run
+
+    logged = []
+    original = wandb.sdk.wandb_run.Run.log
+
+    def spy(self, data, step=None, commit=None):
+        logged.append((self.id, self.name, step, data.get("trainer/global_step")))
+        return original(self, data, step=step, commit=commit)
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", spy)
     run = tmp_path / "wb"
     train(load_config(smoke("train.max_steps=2", run_dir=run)))
     first = (run / "wandb_id").read_text()
@@ -57,6 +73,17 @@ def test_wandb_run_id_is_stable_across_resume(smoke, tmp_path):
     offline_runs = list((run / "wandb").glob("offline-run-*"))
     # wandb appends "-1" to a folder name when both segments start within the same second
     assert offline_runs and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{first}(-\d+)?", p.name) for p in offline_runs)
+    assert {(i, n) for i, n, _, _ in logged} == {(first, "ft_cogvideox/wb")}  # name unchanged on resume
+    steps = [s for _, _, s, _ in logged]
+    assert steps == [g for _, _, _, g in logged] == [int(r["step"]) for r in read_metrics(run)] == [1, 2, 3, 4]
+    from vidgen.report.wandb_offline import read_run
+
+    segments = [read_run(p) for p in sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert [[h["_step"] for h in seg.history] for seg in segments] == [[1, 2], [3, 4]]  # _step continues
+    assert {seg.name for seg in segments} == {"ft_cogvideox/wb"}
+    # resumed from the checkpoint of the max_steps stop, which starts Lightning's epoch 1: the epoch
+    # column counts passes over the 16 clips (2 a step) instead, so it stays 0
+    assert [r["epoch"] for r in read_metrics(run)] == [0, 0, 0, 0]
 
 
 def test_failure_is_recorded_and_leaves_last_good_checkpoint(smoke, tmp_path, monkeypatch):
@@ -167,7 +194,7 @@ def test_only_global_rank_zero_writes_the_run_folder_files(smoke, tmp_path, monk
 
 def test_one_logger_record_per_optimizer_step_with_loss_lr_and_method_terms():
     """RunRecorder sends loss, lr and the method's train/* terms in one record (one W&B call a step),
-    at Lightning's 0-based step, so W&B histories of resumed older runs line up."""
+    at the row's step: W&B step == trainer/global_step == metrics.csv step."""
     from types import SimpleNamespace
 
     import torch
@@ -182,4 +209,4 @@ def test_one_logger_record_per_optimizer_step_with_loss_lr_and_method_terms():
         callback_metrics={"train/loss": torch.tensor(0.25), "train/cmi_weight": torch.tensor(0.5)},
     )
     RunRecorder._log_step(trainer, {"step": 3, "train/loss": 0.25, "lr": 1e-4, "epoch": 0})
-    assert calls == [({"train/loss": 0.25, "lr": 1e-4, "train/cmi_weight": 0.5}, 2)]
+    assert calls == [({"train/loss": 0.25, "lr": 1e-4, "train/cmi_weight": 0.5}, 3)]

@@ -17,12 +17,16 @@ commands:
   backbones [--json]                       the backbone registry
   precompute --vae PATH --text-encoder PATH --videos DIR --annotations FILE --out DIR
   export ckpt=PATH out=DIR [--overwrite]   consolidate a (ZeRO) checkpoint into safetensors / diffusers
-  sweep validate|run ...                   paper-table sweeps (W&B files), runnable without a server
+  sweep validate|run|agent ...             paper-table sweeps (W&B files), runnable without a server
+  sync RUN_DIR... [--dry-run]              upload run folders' offline W&B segments, in order (wandb sync)
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   eval RUN_DIR [suite=NAME] [overrides...] generate a suite's videos into the run, score them (eval/<suite>/)
   tables [--json]                          coverage map: the papers' 53 tables / figures and how far each is reproduced
   jdm cmi|filter|combos ...                JDM data tools
   demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
+  -sc install=bash                         shell completion of commands, config groups and keys (Hydra's)
+
+train also takes Hydra's flags: --cfg job|hydra|all, --info [TOPIC], -m/--multirun (comma lists).
 """
 
 # Commands implemented in their own packages: name -> "module:function(argv) -> int".
@@ -33,6 +37,7 @@ COMMANDS = {
     "precompute": "vidgen.data.precompute:main",
     "export": "vidgen.export:main",
     "sweep": "vidgen.sweeps.cli:main",
+    "sync": "vidgen.wandb_runs:main",
     "report": "vidgen.report.cli:main",
     "eval": "vidgen.eval.cli:main",
     "tables": "vidgen.coverage:main",
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     from vidgen.errors import VidgenError
+
+    if command in ("-sc", "--shell-completion"):  # Hydra's: eval "$(vidgen -sc install=bash)"
+        from vidgen.hydra_flags import shell_completion
+
+        return shell_completion(rest)
 
     try:
         if command == "backbones":

@@ -36,27 +36,37 @@ def _check_group_choices(overrides: list[str]) -> None:
                 raise ConfigError(f"{key}={value}: no such {key}. Valid values: {', '.join(options)}")
 
 
-def _run_name(overrides: list[str]) -> str:
+def _run_name(overrides: list[str], kind: str = "") -> str:
     """A deterministic run name: the same command line lands in the same folder (and resumes).
 
     Under SLURM the job (array: job_task) id names the run, so a requeued job finds its folder.
+    `hydra.*` overrides (Hydra's own settings) never name a run. `kind` names runs that are not
+    trainings (`profile`: JDM Table 6 rows), so they never share a training's folder. Under a W&B
+    sweep agent (WANDB_SWEEP_ID and WANDB_RUN_ID set) the agent's run id ends the name: each run
+    the agent starts has its own folder, which a rerun of that run (same id) finds again.
     """
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array_job and task:
         return f"slurm-{array_job}_{task}"
     if os.environ.get("SLURM_JOB_ID"):
         return f"slurm-{os.environ['SLURM_JOB_ID']}"
-    kept = sorted(o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(("exp", "run.", "sample.")))
-    if not kept:
-        return "default"
-    slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", ",".join(kept))[:60]
-    digest = hashlib.sha1("\0".join(kept).encode()).hexdigest()[:6]
-    return f"{slug}-{digest}"
+    ignored = ("exp", "run.", "sample.", "hydra.")
+    kept = sorted(o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(ignored))
+    name = "default"
+    if kept:
+        slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", ",".join(kept))[:60]
+        name = f"{slug}-{hashlib.sha1(chr(0).join(kept).encode()).hexdigest()[:6]}"
+    if kind:
+        name = kind if name == "default" else f"{kind}.{name}"
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        name = f"{name}.wandb-{os.environ['WANDB_RUN_ID']}"
+    return name
 
 
-def load_config(overrides: list[str] | None = None) -> DictConfig:
+def load_config(overrides: list[str] | None = None, run_kind: str = "") -> DictConfig:
     """Compose `train.yaml` with Hydra overrides; resolve exp_name and the run folder; check the
-    result against the typed schema (`vidgen.schema`): a bad or unknown key is a ConfigError."""
+    result against the typed schema (`vidgen.schema`): a bad or unknown key is a ConfigError.
+    `run_kind` prefixes a derived run name (see `_run_name`)."""
     overrides = list(overrides or [])
     _check_group_choices(overrides)
     GlobalHydra.instance().clear()
@@ -74,7 +84,7 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     if exp:
         cfg.exp_name = exp
     if not cfg.run.name:
-        cfg.run.name = _run_name(overrides)
+        cfg.run.name = _run_name(overrides, run_kind)
     if not cfg.run.dir:
         cfg.run.dir = str(Path(cfg.run.root) / cfg.exp_name / cfg.run.name)
     OmegaConf.set_struct(cfg, True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from vidgen.errors import DataError
 
+INTEGER_COLUMNS = ("step", "epoch")  # written as `3`, never `3.0`, also when a resume rewrites the file
+
 
 def _damaged(path: Path, line: int, what: str) -> DataError:
     return DataError(
@@ -66,7 +68,7 @@ def read_rows(path: Path) -> list[dict[str, float]]:
 
 
 def _format(header: list[str], row: dict[str, float]) -> dict[str, str]:
-    return {k: (str(int(row[k])) if k == "step" else repr(float(row[k]))) for k in header if k in row}
+    return {k: (str(int(row[k])) if k in INTEGER_COLUMNS else repr(float(row[k]))) for k in header if k in row}
 
 
 def rewrite_rows(path: Path, header: list[str], rows: list[dict[str, float]]) -> None:

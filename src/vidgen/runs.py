@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import string
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from vidgen import csv_table
-from vidgen.errors import DataError
+from vidgen.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -76,15 +74,31 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def wandb_run_id(run_dir: Path) -> str | None:
     """A W&B id fixed per run folder, so a resumed run continues the same W&B run.
 
-    Minted and written by rank 0 only (the other ranks log nothing to W&B): two ranks must never
-    write different ids for one run.
+    Under a sweep agent (`WANDB_RUN_ID` set, as `wandb agent` sets it) the folder takes the agent's
+    id: the run the agent created is the one that receives the metrics, and a requeued task (which
+    replays the agent's variables) resumes it. A folder that already belongs to another W&B run
+    refuses the agent's. Otherwise the id is minted with wandb's own generator. Written by rank 0
+    only (the other ranks log nothing to W&B): two ranks must never write different ids for one run.
     """
     path = Path(run_dir) / "wandb_id"
+    agent_id = os.environ.get("WANDB_RUN_ID") or None
     if path.is_file():
-        return path.read_text().strip()
+        run_id = path.read_text().strip()
+        if agent_id and agent_id != run_id:
+            raise ConfigError(
+                f"{path}: this run folder belongs to W&B run {run_id!r}, but the sweep agent started run "
+                f"{agent_id!r} (WANDB_RUN_ID). Give the sweep's run its own folder (leave run.dir / run.name "
+                "unset), or unset WANDB_RUN_ID to resume the folder's own run"
+            )
+        return run_id
     if not is_global_zero():
-        return None
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        return agent_id
+    if agent_id is None:
+        from wandb.sdk.lib.runid import generate_id  # wandb.util.generate_id moved here in wandb 0.2x
+
+        run_id = generate_id()
+    else:
+        run_id = agent_id
     _atomic_write_text(path, run_id)
     return run_id
 
@@ -105,6 +119,17 @@ def needs_closing(trainer: L.Trainer, run_dir: Path) -> bool:
     callbacks finish the run from on_fit_end instead."""
     done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
     return done and read_summary(run_dir).get("status") != "completed"
+
+
+def data_epoch(trainer: L.Trainer) -> int:
+    """metrics.csv's `epoch`: the pass over the training data the step's last sample came from,
+    from the step count (as the resumable sampler places a resumed run). Lightning's current_epoch
+    is no such count: training is one endless epoch, and a resume from the checkpoint saved at the
+    max_steps stop starts Lightning's epoch 1, so a resumed run's column jumped from 0 to 1."""
+    datamodule = getattr(trainer, "datamodule", None)
+    per_rank = getattr(getattr(datamodule, "train_sampler", None), "per_rank", 0)
+    consumed = trainer.global_step * trainer.accumulate_grad_batches * getattr(datamodule, "micro_batch_size", 1)
+    return (consumed - 1) // per_rank if per_rank and consumed else 0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -186,7 +211,7 @@ class RunRecorder(L.Callback):
         self._losses.clear()
         step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
-        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": trainer.current_epoch}
+        row = {"step": trainer.global_step, "train/loss": float(step_loss), "lr": float(lr), "epoch": data_epoch(trainer)}
         self._last = {"train/loss": row["train/loss"], "lr": row["lr"]}
         if trainer.is_global_zero and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             csv_table.append_row(self.run_dir / METRICS_FILE, row)
@@ -198,15 +223,15 @@ class RunRecorder(L.Callback):
         """One logger record per optimizer step: loss, lr and the method's train/* terms.
 
         Lightning would send two (its own for `self.log`, LearningRateMonitor's for the lr), each
-        a W&B call; one record halves that cost (benchmarks/step_overhead.py). The step is
-        Lightning's convention (0-based), so resumed W&B runs of older versions line up.
+        a W&B call; one record halves that cost (benchmarks/step_overhead.py). The step is the
+        row's: W&B's `trainer/global_step` and `_step` equal metrics.csv's `step`.
         """
         metrics = {"train/loss": row["train/loss"], "lr": row["lr"]}
         for key, value in trainer.callback_metrics.items():
             if key.startswith("train/") and key not in metrics:
                 metrics[key] = float(value)
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step - 1)
+            logger.log_metrics(metrics, step=int(row["step"]))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
@@ -230,6 +255,14 @@ class StepProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         return "train"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """The count is the run's micro-batches so far, from global_step (the bar's total is the
+        run's too): Lightning's is the batch index in its epoch, which a resume restarts or carries
+        on depending on where the checkpoint was saved, so a resumed bar could read `8/3`."""
+        accumulate = trainer.accumulate_grad_batches
+        done = trainer.global_step * accumulate + (batch_idx + 1) % accumulate
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
 
     @property
     def total_train_batches(self) -> int | float:

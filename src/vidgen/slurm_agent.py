@@ -212,8 +212,10 @@ def task(sweep: str, local: bool = False) -> int:
         return run_recorded(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shim_dir = write_shims(folder)
-    env = dict(os.environ)
-    env["PATH"] = f"{shim_dir}{os.pathsep}{env.get('PATH', '')}"
+    from vidgen.sweeps.agent import agent_env
+
+    env = agent_env()  # this Python first: the agent's literal `python` (${interpreter}) has vidgen
+    env["PATH"] = f"{shim_dir}{os.pathsep}{env['PATH']}"
     env[TASK_DIR_ENV] = str(folder)
     env["VIDGEN_AGENT_SWEEP"] = sweep
     cmd = agent_command(sweep)

@@ -111,13 +111,14 @@ def remove_stale_hpc_checkpoints(run_dir: Path) -> list[Path]:
     return removed
 
 
-def sigterm_tolerant_wandb_logger(**kwargs):
+def sigterm_tolerant_wandb_logger(base: type | None = None, **kwargs):
     """Lightning's WandbLogger whose `log_metrics` survives wandb's service dying of the job's SIGTERM
     (SLURM signals every process of the job): without this the W&B call of the stop step raises and
-    the stop never reaches the save of last.ckpt. Before a SIGTERM every error is raised as before."""
+    the stop never reaches the save of last.ckpt. Before a SIGTERM every error is raised as before.
+    `base`: the WandbLogger class to extend (vidgen.wandb_runs logs at step=global_step)."""
     from lightning.pytorch.loggers import WandbLogger
 
-    class _Logger(WandbLogger):
+    class _Logger(base or WandbLogger):
         def log_metrics(self, metrics, step=None) -> None:
             try:
                 super().log_metrics(metrics, step)

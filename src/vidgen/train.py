@@ -7,7 +7,6 @@ run folder, resuming from its last checkpoint when there is one.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import warnings
@@ -28,7 +27,7 @@ from vidgen.eval.callback import EvalCallback
 from vidgen.methods import method_class
 from vidgen.optim import accumulation_steps
 from vidgen.run_folder import RunFolder, open_run
-from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero, wandb_run_id
+from vidgen.runs import AtomicCheckpointIO, RunRecorder, StepProgressBar, is_global_zero
 from vidgen.schema.trainer import pass_through_kwargs
 from vidgen.strategies import build_strategy, cluster_callbacks, cluster_plugins, resolve_precision
 
@@ -71,7 +70,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             num_workers=int(d.num_workers),
         )
     if d.name == "shards":
-        from vidgen.data.datamodule import ShardDataModule
+        from vidgen.data.datamodule import ShardDataModule, loader_workers
 
         return ShardDataModule(
             root=require_data_root(d),
@@ -80,7 +79,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             backbone=spec.name,
             micro_batch_size=micro,
             seed=int(d.seed),
-            num_workers=int(d.num_workers),
+            num_workers=loader_workers(d.num_workers),
             max_instances=int(d.max_instances),
             backbone_size=size,
             num_clips=d.get("num_clips"),
@@ -146,25 +145,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
         *cluster_callbacks(cfg, run_dir),
     ]
     loggers: list[Any] = []
-    wb = cfg.logger.wandb
-    if wb.enabled:
-        from vidgen.slurm_requeue import sigterm_tolerant_wandb_logger
+    if cfg.logger.wandb.enabled:
+        from vidgen.wandb_runs import build_logger
 
-        os.environ.setdefault("WANDB_SILENT", "true")
-        wandb_logger = sigterm_tolerant_wandb_logger(
-            project=wb.project,
-            entity=wb.entity,
-            name=f"{exp}/{cfg.run.name}",
-            id=wandb_run_id(run_dir),
-            resume="allow",
-            save_dir=str(run_dir),
-            offline=not wb.online,
-            tags=list(wb.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        # Lightning always passes `anonymous`, which wandb >= 0.2x warns about on every run.
-        wandb_logger._wandb_init.pop("anonymous", None)
-        loggers.append(wandb_logger)
+        loggers.append(build_logger(cfg, run_dir))
     if cfg.train.ema.enabled:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
@@ -194,17 +178,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, exp: str) -> L.Trainer:
     )
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train one run; returns the run folder."""
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+    """Train one run; returns the run folder. `overrides` (the command line's) go to overrides.yaml."""
     cfg = resolve_micro_batch(cfg)
     if cfg.data.name == "shards":
         require_data_root(cfg.data)  # before the run folder exists: a failed start leaves no trace
     # checks run.dir, locks it for the run, cleans leftovers, picks the checkpoint, refuses a changed config
     with open_run(cfg, rank_zero=is_global_zero()) as run:
-        return _train_in(cfg, run)
+        return _train_in(cfg, run, overrides)
 
 
-def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
+def _train_in(cfg: DictConfig, run: RunFolder, overrides: list[str] | None = None) -> Path:
     spec = get_backbone(cfg.backbone.name)
     run_dir = run.dir
     preemption.begin_run(run_dir)
@@ -218,16 +202,24 @@ def _train_in(cfg: DictConfig, run: RunFolder) -> Path:
     if int(cfg.train.max_steps) == 0:  # evaluate the weights as built (e.g. the released base model)
         from vidgen.evaluate_only import evaluate_only
 
-        run.write_config(cfg)
+        _write_config(run, cfg, overrides)
         return evaluate_only(cfg, module, datamodule, run_dir)
     trainer = build_trainer(cfg, run_dir, cfg.exp_name)
-    run.write_config(cfg)  # the first write into the folder: everything above is validated
+    _write_config(run, cfg, overrides)  # the first write into the folder: everything above is validated
     ckpt = run.checkpoint
     if ckpt is not None and trainer.is_global_zero:
         print(f"resuming from {ckpt}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     _finish_wandb()  # not on errors: a killed job's W&B service may be gone; wandb's atexit closes it
     return run_dir
+
+
+def _write_config(run: RunFolder, cfg: DictConfig, overrides: list[str] | None) -> None:
+    run.write_config(cfg)
+    if overrides is not None and is_global_zero():
+        from vidgen.hydra_flags import write_overrides
+
+        write_overrides(run.dir, overrides)
 
 
 def _finish_wandb() -> None:
@@ -252,15 +244,37 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`vidgen train [Hydra flags] overrides...`; `-m` runs each combination in turn, stopping at the
+    first that does not complete (as Hydra's basic launcher stops at the first failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
         print(overrides_help("train", 'exp=NAME [overrides...]'))
         return 0
+    from vidgen import hydra_flags
+
+    try:
+        args = hydra_flags.parse(argv)
+        if hydra_flags.wants_flag(args):
+            return hydra_flags.run_flag(args)
+        jobs = hydra_flags.expand_multirun(args.overrides) if args.multirun else [args.overrides]
+    except VidgenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    for i, job in enumerate(jobs, 1):
+        if len(jobs) > 1:
+            print(f"[multirun {i}/{len(jobs)}] {' '.join(job)}", flush=True)
+        code = _main_one(job)
+        if code != 0 or preemption.STATE.outcome is not None:  # failed, interrupted or requeued
+            return code
+    return 0
+
+
+def _main_one(argv: list[str]) -> int:
     preemption.install()  # before anything slow: until then SIGUSR1/SIGTERM would kill the process
     quiet_libraries()
     try:
         cfg = load_config(argv)
-        run_dir = train(cfg)
+        run_dir = train(cfg, overrides=argv)
     except VidgenError as err:
         preemption.finish_wandb(exit_code=err.exit_code)
         print(f"error: {err}", file=sys.stderr)

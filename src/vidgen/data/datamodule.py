@@ -9,6 +9,7 @@ sees exactly the data order of an uninterrupted run, even mid-epoch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,16 @@ class TransformedDataset(Dataset):
 
     def __getattr__(self, name: str):  # e.g. ShapesDataset.clip(i)
         return getattr(self.__dict__["base"], name)
+
+
+def loader_workers(configured: int | None, cap: int = 4) -> int:
+    """`data.num_workers: null` -> min(cap, the CPUs this process may use): torch warns when a
+    DataLoader has more workers than that (its suggested maximum, os.sched_getaffinity), e.g. 4
+    workers on 2 cores. An integer is used as given."""
+    if configured is not None:
+        return int(configured)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cap, cpus)
 
 
 class VideoDataModule(L.LightningDataModule):

@@ -12,6 +12,9 @@ Nothing is downloaded: a missing folder is a `DataError` naming the path and the
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -159,6 +162,25 @@ class HFTextEncoder:
     __call__ = encode
 
 
+@contextlib.contextmanager
+def _weight_bar_on_main_process_only() -> Iterator[None]:
+    """transformers' "Loading weights" bar once per job: not in DataLoader workers, not on ranks > 0
+    (each printed its own copy)."""
+    from torch.utils.data import get_worker_info
+    from transformers.utils import logging as hf_logging
+
+    rank = next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k)), "0")
+    quiet = get_worker_info() is not None or rank != "0"
+    enabled = hf_logging.is_progress_bar_enabled()
+    if quiet and enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_text_encoder(
     path: str | Path,
     kind: str,
@@ -176,7 +198,8 @@ def load_text_encoder(
     model_dir, tokenizer_dir = resolve_text_encoder_dirs(path)
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = getattr(transformers, kind).from_pretrained(model_dir, **kwargs)
+        with _weight_bar_on_main_process_only():
+            model = getattr(transformers, kind).from_pretrained(model_dir, **kwargs)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot load {kind} from {model_dir}: {exc}. {_TEXT_LAYOUT}.") from exc
     try:

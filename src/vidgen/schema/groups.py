@@ -44,7 +44,9 @@ class ShardsData(Section):
     vae: Text | None = Field(description="a local VAE folder, or null")
     max_instances: int = Field(ge=0, description="an integer >= 0")
     seed: int = Field(ge=0, description="an integer >= 0")
-    num_workers: int = Field(ge=0, description="an integer >= 0 (DataLoader worker processes)")
+    num_workers: int | None = Field(
+        ge=0, description="an integer >= 0 (DataLoader worker processes), or null for min(4, CPUs)"
+    )
     check: bool = Field(description="true or false (check every sample before training)")
 
 

@@ -1,8 +1,8 @@
 """`vidgen sweep run SWEEP --local`: run a sweep's rows one after another, without a W&B server.
 
 Each run is started the way `wandb agent` starts it: the sweep's `command` with its macros
-filled in (`${env}` -> /usr/bin/env, `${interpreter}` -> this Python, `${args_no_hyphens}` ->
-`key=value` per parameter), the run's parameters written to a W&B sweep-parameter file named by
+filled in by wandb's own `create_sweep_command(_args)` (`${env}` -> /usr/bin/env,
+`${args_no_hyphens}` -> `key=value` per parameter; `${interpreter}` -> this Python), the run's parameters written to a W&B sweep-parameter file named by
 WANDB_SWEEP_PARAM_PATH (so the W&B run's config carries them, as under an agent), as a
 subprocess with an argument list (never a shell). The extra overrides are appended, then
 `run.name=<row name>`: every row gets its own deterministic folder
@@ -60,28 +60,53 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_command(sweep: Sweep, run: RunSpec, extra: list[str]) -> list[str]:
-    """The argument list `wandb agent` would run, with the extra overrides appended."""
-    args = [*run.args, *extra]
-    macros = {
-        "${env}": ["/usr/bin/env"] if os.path.exists("/usr/bin/env") else [],
-        "${interpreter}": [sys.executable],
-        "${program}": [str(sweep.config.get("program", ""))],
-        "${args_no_hyphens}": args,
-        "${args}": [f"--{a}" for a in args],
-        "${args_override_hydra}": [f"++{a}" for a in args],
-        "${args_append_hydra}": [f"+{a}" for a in args],
-    }
+def expand_command(template: list, params: dict, program: str = "", interpreter: str = "python") -> list[str]:
+    """A sweep `command` as `wandb agent` expands it (wandb 0.31 wandb_agent.Agent._command_run):
+    `${envvar:NAME}` by wandb's `create_sweep_command`, the argument macros by its
+    `create_sweep_command_args`, `${env}` -> /usr/bin/env. The agent's `${interpreter}` is the literal
+    `python` (whatever is first on PATH); the local runner passes this Python instead.
+    A macro wandb does not know is a ConfigError (the agent would silently drop it)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    macros.update(interpreter=[interpreter], program=[program], env=["/usr/bin/env"])
     cmd: list[str] = []
-    for chunk in sweep.config["command"]:
-        if chunk in macros:
-            cmd.extend(macros[chunk])
-        elif chunk.startswith("${"):
-            raise ConfigError(f"{sweep.path}: command macro {chunk} is not supported by the local runner; "
-                              "use ${args_no_hyphens}")
-        else:
+    for chunk in create_sweep_command(list(template)):
+        chunk = str(chunk)
+        if not (chunk.startswith("${") and chunk.endswith("}")):
             cmd.append(chunk)
+        elif chunk[2:-1] in macros and chunk != "${args_dict}":
+            cmd.extend(macros[chunk[2:-1]])
+        else:
+            raise ConfigError(f"command macro {chunk} is not one wandb's agent fills in (or needs a file); "
+                              "use ${args_no_hyphens}")
     return cmd
+
+
+def build_command(sweep: Sweep, run: RunSpec, extra: list[str]) -> list[str]:
+    """The argument list `wandb agent` would run, with the extra overrides appended as parameters."""
+    if bad := [e for e in extra if "=" not in e]:
+        raise ConfigError(f"{' '.join(bad)}: the local runner passes overrides as W&B parameters, key=value")
+    params = {**run.params, **dict(e.split("=", 1) for e in extra)}
+    try:
+        return expand_command(sweep.config["command"], params, str(sweep.config.get("program", "")), sys.executable)
+    except ConfigError as err:
+        raise ConfigError(f"{sweep.path}: {err}") from None
+
+
+def agent_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run `wandb agent` in: this Python's folder first on PATH, so the literal
+    `python` the agent puts in every sweep command (`${interpreter}`) is this Python, the one that
+    has vidgen, even from a shell where the environment is not activated."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, env.get("PATH", "").split(os.pathsep))])
+    return env
+
+
+def wandb_agent(sweep_id: str, count: int | None = None) -> int:
+    """`vidgen sweep agent SWEEP_ID`: wandb's own agent, started in `agent_env()`."""
+    cmd = [sys.executable, "-m", "wandb", "agent", *(["--count", str(count)] if count else []), sweep_id]
+    return subprocess.call(cmd, env=agent_env())
 
 
 def row_run_name(sweep: Sweep, run: RunSpec, extra: list[str]) -> str:

@@ -10,11 +10,14 @@ from vidgen.errors import ConfigError, VidgenError
 USAGE = """usage:
   vidgen sweep validate SWEEP [SWEEP ...]
   vidgen sweep run SWEEP --local [--count N] [--seed S] [--dry-run] [--verbose] [-- OVERRIDES ...]
+  vidgen sweep agent SWEEP_ID [--count N]
 
   validate   W&B schema, the link to the paper's table, every variant/experiment exists, every run composes
   run        expand the sweep (grid; random with --seed; bayes needs W&B) and train each row not yet
              completed here, as `wandb agent` would; OVERRIDES are appended to every run,
              e.g. -- preset=smoke run.root=outputs/sweeps
+  agent      `wandb agent SWEEP_ID` with this Python first on PATH: the agent runs each sweep command
+             with the literal `python`, which is then the one that has vidgen (no activation needed)
 On a cluster with a W&B server: `wandb sweep SWEEP` then `wandb agent ID` (docs/sweeps.md).
 """
 
@@ -76,6 +79,16 @@ def _run(argv: list[str]) -> int:
     return run_local(sweep, extra, count=args.count, seed=args.seed, dry_run=args.dry_run, verbose=args.verbose)
 
 
+def _agent(argv: list[str]) -> int:
+    from vidgen.sweeps.agent import wandb_agent
+
+    parser = argparse.ArgumentParser(prog="vidgen sweep agent")
+    parser.add_argument("sweep_id", help="ENTITY/PROJECT/ID, as printed by `wandb sweep SWEEP`")
+    parser.add_argument("--count", type=int, default=None, help="stop after N runs")
+    args = parser.parse_args(argv)
+    return wandb_agent(args.sweep_id, args.count)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(rest)
         if command == "run":
             return _run(rest)
+        if command == "agent":
+            return _agent(rest)
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -29,6 +29,7 @@ from vidgen.config import load_config
 from vidgen.errors import VidgenError
 from vidgen.runs import SUMMARY_FILE, prepare_run_dir, wandb_run_id
 from vidgen.sweeps.validate import hydra_overrides
+from vidgen.wandb_runs import run_name
 
 PROFILE_FILE = "profile.json"
 
@@ -63,7 +64,7 @@ def _log_wandb(cfg, run_dir: Path, summary: dict[str, Any]) -> None:
     import wandb
 
     run = wandb.init(project=wb.project, entity=wb.entity, id=wandb_run_id(run_dir), resume="allow",
-                     name=f"{cfg.exp_name}/{cfg.run.name}", dir=str(run_dir), tags=list(wb.tags),
+                     name=run_name(cfg), dir=str(run_dir), tags=list(wb.tags),
                      mode="online" if wb.online else "offline",
                      config=OmegaConf.to_container(cfg, resolve=True))
     run.summary.update(summary)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     timed = any(a.lower() in ("profile.time=true", "profile.time=1") for a in argv)
     try:
-        cfg = load_config(hydra_overrides(argv))
+        cfg = load_config(hydra_overrides(argv), run_kind="profile")  # never a training's folder
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         raise
     (run_dir / PROFILE_FILE).write_text(json.dumps(result, indent=2) + "\n")
     summary = {**base, "status": "completed", "wall_time_s": round(time.time() - start, 3), **summary_of(result)}
-    _log_wandb(cfg, run_dir, summary_of(result))
+    try:
+        _log_wandb(cfg, run_dir, summary_of(result))
+    except VidgenError as err:  # e.g. the folder belongs to another W&B run than the agent's
+        _write(run_dir, {**base, "status": "failed", "error": str(err)})
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     _write(run_dir, summary)
     print(json.dumps(result, indent=2))
     print(f"run folder: {run_dir}")
