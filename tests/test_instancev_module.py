@@ -121,6 +121,21 @@ def test_smoke_run_trains_samples_and_evaluates_layout_iou(smoke, tmp_path, caps
     assert frames.shape[0] == batch.instances.boxes.shape[2]
     assert int(frames[0, 0, 0].min()) > 200  # the top-left box corner is drawn white
 
+    # `vidgen eval RUN suite=shapes`: each clip generated with its own layout (InstanceBench's protocol)
+    from vidgen.eval.cli import main as eval_main
+    from vidgen.eval.results import read_suite
+
+    calls.clear()
+    with patch.object(
+        InstanceVModule,
+        "generate_instances",
+        lambda self, batch, *a: calls.append((batch, str(self.cfg.sample.guidance))) or real(self, batch, *a),
+    ):
+        assert eval_main([str(run), "eval.limit=1", "sample.steps=2"]) == 0
+    ((batch, guidance),) = calls
+    assert guidance == "saug" and SENTINEL_EMBEDS in batch.extras and batch.instances.valid.any()
+    assert 0.0 <= read_suite(run, "shapes")["metrics"]["eval/shapes_layout_iou"] <= 1.0
+
     layout.write_text(json.dumps({"instances": [{"prompt": "x", "box": [0.2, 0.2, 1.5, 0.9]}]}))
     assert sample_main([*args, f"instances={layout}", f"out={tmp_path / 'b.mp4'}"]) == 2
     err = capsys.readouterr().err

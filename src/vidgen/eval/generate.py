@@ -44,9 +44,26 @@ class Generator:
                 f"{self.spec.name} is image-conditioned; `vidgen eval` conditions it on data=shapes only"
             )
 
+    def ground_on_clips(self) -> None:
+        """Instance-grounded methods (InstanceV) sample each shapes clip with that clip's own instances
+        (prompts + boxes, through the method's transform and ``generate_instances``), as InstanceBench
+        generates each prompt with its layout (InstanceV Sec. 5.2); other methods are unaffected."""
+        if hasattr(self.module, "generate_instances"):
+            self.datamodule.transform = type(self.module).sample_transform(self.cfg, self.datamodule)
+            self.grounded = True
+
+    grounded = False
+
     @torch.no_grad()
     def __call__(self, prompt: str, seed: int, index: int = 0) -> Tensor:
-        """One video [3, F, H, W] in [-1, 1]; image-conditioned backbones use clip ``index``'s first frame."""
+        """One video [3, F, H, W] in [-1, 1]; image-conditioned backbones use clip ``index``'s first frame;
+        after ``ground_on_clips``, instance-grounded methods use clip ``index``'s instances."""
+        if self.grounded:
+            from vidgen.data.sample import collate
+
+            batch = collate([self.datamodule.dataset[index]]).to(self.device)
+            latents = self.module.generate_instances(batch, int(self.cfg.sample.steps), int(seed))
+            return self.module.decode_sample(latents.cpu(), self.codec)[0]
         embeds, mask = (t.to(self.device) for t in self.encoder.encode([prompt]))
         image = (
             self.datamodule.dataset[index].image_latents[None].to(self.device)

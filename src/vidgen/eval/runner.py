@@ -73,6 +73,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
         if cfg.data.name != "shapes":
             raise ConfigError(f"suite=shapes needs a run on data=shapes (this run: data={cfg.data.name})")
         generator = Generator(cfg, ckpt)
+        generator.ground_on_clips()
         dataset = generator.datamodule.dataset
     n_clips = (
         min(int(opts.get("limit") or suites.SHAPES_CLIPS), len(dataset)) if dataset is not None else 0

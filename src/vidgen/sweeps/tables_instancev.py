@@ -8,7 +8,10 @@ _CLIP_HOW = (
     "instance CLIP-Score needs local CLIP ViT-B/32 / ViT-L/14 folders: run with method.clip_models.clip_b=PATH "
     "method.clip_models.clip_l=PATH (shapes world), or write <run.dir>/external/instancebench.json"
 )
-_GENERAL_HOW = "FVD / CLIP-Score of the run's samples from local I3D / CLIP weights; write <run.dir>/external/general.json"
+_GENERAL_HOW = (
+    "vidgen eval RUN suite=shapes eval.metrics=fvd,clip_score eval.fvd.i3d=I3D.pt eval.clip=CLIP_DIR "
+    "eval.keys=fvd:general/fvd,clip_score:general/clip_b (or write <run.dir>/external/general.json)"
+)
 _TEMPORAL = Metric("Temporal", "vbench/motion_smoothness", evaluator="VBench", how=VBENCH_HOW)
 _SHAPES_NOTE = (
     "Instance IoU: ours detects each instance by its prompt with the shapes world's exact detector (boxes "
