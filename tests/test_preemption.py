@@ -69,7 +69,7 @@ def _history_steps(run_dir):
     """Optimizer steps with a train/loss row in every W&B segment of the run (wandb's protobuf records)."""
     steps = []
     for path in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
-        steps += [int(h["trainer/global_step"]) + 1 for h in read_run(path).history if "train/loss" in h]
+        steps += [int(h["trainer/global_step"]) for h in read_run(path).history if "train/loss" in h]
     return steps
 
 

@@ -83,7 +83,7 @@ def wandb_steps(run: Path) -> list[int]:
     offline `.wandb` files through wandb's own protobuf records (vidgen.report.wandb_offline)."""
     steps = []
     for path in sorted((run / "wandb").glob("offline-run-*/run-*.wandb")):
-        steps += [int(h["trainer/global_step"]) + 1 for h in read_run(path).history if "train/loss" in h]
+        steps += [int(h["trainer/global_step"]) for h in read_run(path).history if "train/loss" in h]
     return sorted(steps)
 
 
