@@ -13,7 +13,7 @@ def check_instances(instances: Instances | None, key: str, max_instances: int, s
     where = f"{source}, sample {key!r}"
     if instances is None:
         raise DataError(
-            f"{where} has no instances; InstanceV needs instance prompts and boxes. Fix: use data "
+            f"{where} has no instances; instance-grounded methods need instance prompts and boxes. Fix: use data "
             "whose annotations carry `instances` (re-run `vidgen precompute` with them)"
         )
     n = instances.boxes.shape[0]
