@@ -26,7 +26,11 @@ from vidgen.methods import method_class
 from vidgen.run_folder import check_writable_dir
 from vidgen.train import build_datamodule, data_resolution
 
-SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed")
+SHORTHANDS = (
+    *("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed"),
+    *("image", "video"),  # conditioning frames (STIV TI2V / V2V / TUP)
+)
+QUOTED = tuple(f"sample.{k}" for k in ("prompt", "negative_prompt", "ckpt", "out", "image", "video"))
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -36,7 +40,7 @@ def expand_shorthands(argv: list[str]) -> list[str]:
         key, sep, value = item.partition("=")
         if sep and key in SHORTHANDS:
             key = f"sample.{key}"
-        if sep and key in ("sample.prompt", "sample.negative_prompt", "sample.ckpt", "sample.out"):
+        if sep and key in QUOTED:
             value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         out.append(f"{key}{sep}{value}" if sep else item)
     return out
@@ -96,6 +100,8 @@ def sample(cfg: DictConfig) -> Path:
                 f"{spec.name} is image-conditioned; sampling it needs data=shapes (first frame of clip 0)"
             )
         image_latents = datamodule.dataset[0].image_latents[None]
+    if hasattr(module, "condition_latents"):  # image= / video= conditioning frames (STIV)
+        image_latents = module.condition_latents(cfg, codec, frames, height, width)
     latents = module.generate(
         embeds,
         mask,
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             overrides_help(
                 "sample",
-                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]',
+                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [image=PATH | video=PATH] [overrides...]',
             )
         )
         return 0

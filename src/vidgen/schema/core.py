@@ -74,6 +74,9 @@ class Sample(Section):
     guidance: Text = Field(description="a registered guidance name, e.g. cfg")
     guidance_scale: float = Field(ge=0, description="a number >= 0, e.g. 6.0")
     seed: int = Field(ge=0, description="an integer >= 0")
+    # issue 15: conditioning frames (STIV TI2V / V2V / TUP)
+    image: Text | None = Field(None, description="an image file of the video's size, or null")
+    video: Text | None = Field(None, description="a video file of the video's size, or null")
 
 
 class Backbone(Section):
