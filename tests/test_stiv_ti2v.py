@@ -123,8 +123,12 @@ def test_dropout_rates_are_10_and_8_percent_independent_and_drawn_from_the_step_
     assert abs(image.mean().item() - 0.08) < 3 * (0.08 * 0.92 / n) ** 0.5 + 1e-3
     both = (text * image).mean().item()
     assert abs(both - 0.008) < 3 * (0.008 / n) ** 0.5 + 5e-4  # P(T and I) = P(T) P(I)
-    again = draw_dropout(batch, 0.1, 0.08, torch.Generator().manual_seed((int(module.cfg.seed) * 1_000_003) * 1_009))
-    assert torch.equal(again[0].float(), text[0]) and torch.equal(again[1].float(), image[0])  # resume: same draws
+    again = draw_dropout(
+        batch, 0.1, 0.08, torch.Generator().manual_seed((int(module.cfg.seed) * 1_000_003) * 1_009)
+    )
+    assert torch.equal(again[0].float(), text[0]) and torch.equal(
+        again[1].float(), image[0]
+    )  # resume: same draws
 
 
 def test_jit_cfg_null_branches_and_scale_one():
@@ -153,14 +157,22 @@ def test_sampling_keeps_the_condition_frame_bit_exact_at_every_step(ti2v, monkey
     import dataclasses
 
     module, batch, cfg = ti2v
-    monkeypatch.setattr(module, "hp", dataclasses.replace(module.hp, guidance_drop=drop, condition_frames=[0]))
+    monkeypatch.setattr(
+        module, "hp", dataclasses.replace(module.hp, guidance_drop=drop, condition_frames=[0])
+    )
     seen, spy = _record_inputs(module)
     monkeypatch.setattr(module.model, "forward", spy)
     image = batch.latents[:1, :, :1]
     embeds, mask = batch.text_embeds[:1], batch.text_mask[:1]
     shape = tuple(batch.latents.shape[1:])
     out = module.generate(
-        embeds, mask, module.null_text_embeds[None], module.null_text_mask[None], shape, 3, image_latents=image
+        embeds,
+        mask,
+        module.null_text_embeds[None],
+        module.null_text_mask[None],
+        shape,
+        3,
+        image_latents=image,
     )
     assert len(seen) == 3  # one doubled-batch call per step: [null; cond]
     for x in seen:
@@ -173,7 +185,12 @@ def test_sampling_keeps_the_condition_frame_bit_exact_at_every_step(ti2v, monkey
 
 def test_bad_sampling_input_is_one_clean_error(ti2v):
     module, batch, _ = ti2v
-    args = (batch.text_embeds[:1], batch.text_mask[:1], module.null_text_embeds[None], module.null_text_mask[None])
+    args = (
+        batch.text_embeds[:1],
+        batch.text_mask[:1],
+        module.null_text_embeds[None],
+        module.null_text_mask[None],
+    )
     shape = tuple(batch.latents.shape[1:])
     small = batch.latents[:1, :, :1, :4, :4]
     with pytest.raises(ConfigError, match=r"must have the video's size \(data.height x data.width\)"):
@@ -195,7 +212,11 @@ def test_image_cross_attention_switches_ca_and_lp():
             p.add_(0.05 * torch.randn_like(p))
     x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([300.0, 300.0])
     text = torch.randn(2, 5, 32)
-    micro = {"original_size": torch.full((2, 2), 64.0), "crop": torch.zeros(2, 2), "stride": torch.full((2,), 3.0)}
+    micro = {
+        "original_size": torch.full((2, 2), 64.0),
+        "crop": torch.zeros(2, 2),
+        "stride": torch.full((2,), 3.0),
+    }
     img_a, img_b = torch.randn(2, 4, 1, 8, 8), torch.randn(2, 4, 1, 8, 8)
     a = ca(x, t, text, micro=micro, image_latents=img_a, image_mask=torch.tensor([True, False]))
     b = ca(x, t, text, micro=micro, image_latents=img_b, image_mask=torch.tensor([True, False]))
@@ -203,3 +224,80 @@ def test_image_cross_attention_switches_ca_and_lp():
     torch.testing.assert_close(a[1], b[1])  # dropped image: its tokens are masked out
     with pytest.raises(ValueError, match="image_cross_attention=True needs image_latents"):
         ca(x, t, text, micro=micro)
+
+
+def _png(path, size):
+    from PIL import Image
+
+    Image.fromarray((torch.rand(size[1], size[0], 3) * 255).byte().numpy()).save(path)
+    return path
+
+
+def _sample_cli(capsys, *args):
+    from vidgen.sampling import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_ti2v_trains_samples_from_an_image_and_refuses_bad_input(smoke, tmp_path, capsys):
+    from vidgen.runs import read_summary
+    from vidgen.train import train
+
+    run = tmp_path / "ti2v"
+    train(smoke_cfg(smoke, "train.max_steps=2", run_dir=run))
+    assert read_summary(run)["global_step"] == 2
+    common = [
+        "exp=stiv_ti2v_xl",
+        "preset=smoke",
+        "data=shapes",
+        "logger=none",
+        f"run.dir={run}",
+        "prompt=a red circle",
+    ]
+    out = tmp_path / "clip.mp4"
+    code, err = _sample_cli(capsys, *common, f"image={_png(tmp_path / 'img.png', (64, 64))}", f"out={out}")
+    assert code == 0 and out.is_file(), err
+    code, err = _sample_cli(
+        capsys, *common, f"image={_png(tmp_path / 'big.png', (96, 64))}", f"out={out}2.mp4"
+    )
+    assert code != 0 and "big.png is 96x64 (W x H) but the video is 64x64" in err and "Traceback" not in err
+    code, err = _sample_cli(capsys, *common, f"out={out}3.mp4")
+    assert code != 0 and "trained without image dropout" in err and "pass image=PATH" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "exp, extra, frames",
+    [
+        ("stiv_ti2v_xl_jit", [], 0),  # STIV-JIT samples T2V without an image
+        ("stiv_ti2v_m", [], 1),
+        ("stiv_ti2v_m_jit", [], 1),
+        ("stiv_v2v_xxl", ["data.frames=8"], 4),
+        ("stiv_tup_xl", [], 2),
+        ("stiv_ti2v_xl", ["variant=stiv/table5_fr_ca_lp"], 1),
+        ("stiv_ti2v_xl", ["variant=stiv/table5_ca"], 1),
+    ],
+)
+def test_every_part2_experiment_trains_and_samples_at_smoke_size(exp, extra, frames, smoke, tmp_path, capsys):
+    from vidgen.data.video_io import write_video
+    from vidgen.train import train
+
+    run = tmp_path / "run"
+    train(smoke_cfg(smoke, "train.max_steps=2", "backbone.init=random", *extra, exp=exp, run_dir=run))
+    cond = []
+    if frames == 1:
+        cond = [f"image={_png(tmp_path / 'img.png', (64, 64))}"]
+    elif frames:
+        write_video(tmp_path / "cond.mp4", torch.rand(3, frames, 64, 64) * 2 - 1, fps=8)
+        cond = [f"video={tmp_path / 'cond.mp4'}"]
+    args = [
+        f"exp={exp}",
+        "preset=smoke",
+        "data=shapes",
+        "logger=none",
+        "backbone.init=random",
+        f"run.dir={run}",
+    ]
+    code, err = _sample_cli(capsys, *args, *extra, "prompt=a red circle", f"out={tmp_path / 'o.mp4'}", *cond)
+    assert code == 0 and (tmp_path / "o.mp4").is_file(), err
