@@ -266,17 +266,19 @@ def test_ti2v_trains_samples_from_an_image_and_refuses_bad_input(smoke, tmp_path
     assert code != 0 and "trained without image dropout" in err and "pass image=PATH" in err
 
 
-@pytest.mark.slow
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "exp, extra, frames",
     [
-        ("stiv_ti2v_xl_jit", [], 0),  # STIV-JIT samples T2V without an image
-        ("stiv_ti2v_m", [], 1),
-        ("stiv_ti2v_m_jit", [], 1),
-        ("stiv_v2v_xxl", ["data.frames=8"], 4),
-        ("stiv_tup_xl", [], 2),
-        ("stiv_ti2v_xl", ["variant=stiv/table5_fr_ca_lp"], 1),
-        ("stiv_ti2v_xl", ["variant=stiv/table5_ca"], 1),
+        ("stiv_v2v_xxl", ["data.frames=8"], 4),  # V2V: the first four frames of a video
+        ("stiv_tup_xl", [], 2),  # TUP: frames 0 and 2 of a 4-frame clip
+        pytest.param("stiv_ti2v_xl_jit", [], 0, marks=SLOW),  # STIV-JIT samples T2V without an image
+        pytest.param("stiv_ti2v_m", [], 1, marks=SLOW),
+        pytest.param("stiv_ti2v_m_jit", [], 1, marks=SLOW),
+        pytest.param("stiv_ti2v_xl", ["variant=stiv/table5_fr_ca_lp"], 1, marks=SLOW),
+        pytest.param("stiv_ti2v_xl", ["variant=stiv/table5_ca"], 1, marks=SLOW),
     ],
 )
 def test_every_part2_experiment_trains_and_samples_at_smoke_size(exp, extra, frames, smoke, tmp_path, capsys):
