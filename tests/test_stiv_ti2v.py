@@ -144,8 +144,14 @@ def test_jit_cfg_null_branches_and_scale_one():
         torch.testing.assert_close(out, torch.full_like(x, null + s * (11.0 - null)))
     assert isinstance(make_guidance("jit_cfg", scale=7.5), JITCFG)
 
+    w_text, w_image = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+
     def model(x, t, text_embeds, image_cond):
-        return x * 3 + text_embeds.reshape(-1, 1, 1, 1, 1) - image_cond.reshape(-1, 1, 1, 1, 1)
+        return (
+            x * 3
+            + text_embeds.reshape(-1, 1, 1, 1, 1) * w_text
+            + image_cond.reshape(-1, 1, 1, 1, 1) * w_image
+        )
 
     x = torch.randn(2, 4, 3, 2, 2)
     one = JITCFG(1.0, drop="joint", renorm=True)(model, x, t, cond, uncond)
