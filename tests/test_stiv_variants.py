@@ -178,3 +178,16 @@ def test_part2_row_pairs_differ_only_in_their_change():
         "train.cfg_dropout",
         "sample.guidance",
     }
+
+
+@pytest.mark.parametrize(
+    "sweep", ["table5_ti2v_components", "table6_multitask", "table7_jit_motion", "table20_v2v", "table21_tup"]
+)
+def test_part2_report_rows_and_columns_are_the_papers(sweep):
+    from vidgen.reference import get_table
+
+    spec = table_spec(f"stiv/{sweep}")
+    ref = get_table("stiv", spec.table)
+    assert set(spec.rows.values()) <= {r["label"] for r in ref["rows"]}
+    assert [m.paper for m in spec.metrics] == [m["name"] for m in ref["metrics"]]
+    assert all(m.evaluator != "vidgen" for m in spec.metrics)  # external: n/c until imported
