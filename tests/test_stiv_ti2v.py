@@ -39,6 +39,21 @@ def test_condition_frames_name_ti2v_v2v_and_tup():
         parse_condition_frames("every:2")
 
 
+@pytest.mark.parametrize(
+    "frames, message",
+    [
+        (4, "all 4 latent frames would be condition frames"),
+        (
+            2,
+            r"names 4 condition frame\(s\) up to index 3, but the clip has 2 latent frame\(s\); use more frames",
+        ),
+    ],
+)
+def test_more_condition_frames_than_frames_is_refused_at_start(smoke, frames, message):
+    with pytest.raises(ConfigError, match=message):
+        STIVModule(smoke_cfg(smoke, f"data.frames={frames}", exp="stiv_v2v_xxl"))
+
+
 def test_replace_frames_is_bit_exact_and_only_where_the_condition_is_present():
     x, clean = torch.randn(3, 4, 5, 2, 2), torch.randn(3, 4, 5, 2, 2)
     sel = torch.tensor([True, False, True, False, False])

@@ -35,6 +35,11 @@ def parse_condition_frames(value) -> list[int] | int:
     return sorted(frames)
 
 
+def describe(spec: list[int] | int) -> str:
+    """The knob as the user wrote it (``[0]``, ``'stride:2'``)."""
+    return f"'stride:{spec}'" if isinstance(spec, int) else str(list(spec))
+
+
 def condition_mask(spec: list[int] | int, frames: int, device=None) -> Tensor:
     """[F] bool: the replaced latent frames of a clip of ``frames`` latent frames.
 
@@ -52,7 +57,7 @@ def condition_mask(spec: list[int] | int, frames: int, device=None) -> Tensor:
         sel[spec] = True
     if frames and bool(sel.all()):
         raise ConfigError(
-            f"{FIELD}={spec}: all {frames} latent frames would be condition frames; nothing is left to generate"
+            f"{FIELD}={describe(spec)}: all {frames} latent frames would be condition frames; nothing is left to generate"
         )
     return sel
 

@@ -28,6 +28,7 @@ from vidgen.methods.stiv import guidance as _guidance  # noqa: F401  (registers 
 from vidgen.methods.stiv.conditioning import (
     check_condition_size,
     condition_mask,
+    describe,
     draw_dropout,
     parse_condition_frames,
     replace_frames,
@@ -122,6 +123,12 @@ class STIVModule(DiffusionModule):
         super().__init__(cfg, model)
         self.hp = STIVConfig.parse(self.cfg)
         self.objective = make_stiv_objective(self.hp.objective, **OmegaConf.to_container(self.cfg.objective))
+        if self.hp.conditioned:  # more condition frames than the clip has: refused before training
+            from vidgen.train import data_resolution
+
+            condition_mask(
+                self.hp.condition_frames, self.latent_shape(*data_resolution(self.cfg, self.spec))[1]
+            )
 
     # ----------------------------------------------------------------------------- model
     @classmethod
@@ -265,7 +272,7 @@ class STIVModule(DiffusionModule):
             what = "image=PATH" if count == 1 else f"video=PATH (its first {count} frames)"
             raise ConfigError(
                 f"exp={cfg.exp_name} is conditioned on {count} frame(s) (method.condition_frames="
-                f"{self.hp.condition_frames}) and was trained without image dropout, so it cannot sample "
+                f"{describe(self.hp.condition_frames)}) and was trained without image dropout, so it cannot sample "
                 f"without them: pass {what}"
             )
         from vidgen.data.condition_input import load_condition_pixels
@@ -325,7 +332,7 @@ class STIVModule(DiffusionModule):
             k = int(sel.sum())
             if image_latents.shape[2] != k:
                 raise ConfigError(
-                    f"method.condition_frames={self.hp.condition_frames} takes {k} condition frame(s) of a "
+                    f"method.condition_frames={describe(self.hp.condition_frames)} takes {k} condition frame(s) of a "
                     f"{latent_shape[1]}-frame clip, got {image_latents.shape[2]}; pass {k} frame(s)"
                 )
             clean = torch.zeros(shape, device=self.device)
