@@ -1,9 +1,11 @@
-"""STIVModule: STIV's T2I / T2V training recipe (Sec. 2, A.1, E, G) on the STIV DiT.
+"""STIVModule: STIV's T2I / T2V training recipe (Sec. 2, A.1, E, G) and TI2V / V2V / TUP (Sec. 2.3).
 
-Model: the registry's STIV DiT for ``method.task`` (t2i / t2v config variant) with the Table 2 / 3
+Model: the registry's STIV DiT for ``method.task`` (t2i / t2v config variant) with the Table 2 / 3 / 5
 switches of ``method.arch``, optionally initialised from earlier runs (``method.init``). Loss:
-``method.objective`` (Eq. 1-2 flow matching, or the SD-DDPM baseline) on the tokens MaskDiT kept.
-Sampling: the shared loop with CFG renormalisation (Sec. D). Derivations: docs/methods/stiv.md.
+``method.objective`` (Eq. 1-2 flow matching, or the SD-DDPM baseline) on the tokens MaskDiT kept and,
+with ``method.condition_frames``, not on the replaced frames. Sampling: the shared loop with CFG
+renormalisation (Sec. D); conditioned models with frame replacement and JIT-CFG. Derivations:
+docs/methods/stiv.md.
 """
 
 from __future__ import annotations
