@@ -103,9 +103,91 @@ def test_init_rows_name_their_source_runs(monkeypatch, tmp_path):
         "table4_init_512",
         "table16_init_512_dims",
         "table17_init_40_frames",
+        "table5_ti2v_components",
+        "table6_multitask",
+        "table7_jit_motion",
+        "table20_v2v",
+        "table21_tup",
     ],
 )
 def test_every_stiv_sweep_row_is_a_variant(sweep):
     spec = table_spec(f"stiv/{sweep}")
     assert spec is not None and spec.paper == "stiv"
     assert set(spec.rows) <= set(group_options("variant"))
+
+
+T5 = {  # row: (FR, CA, LP)
+    "ca": (False, True, "linear"),
+    "ca_lp": (False, True, "large"),
+    "fr": (True, False, "linear"),
+    "fr_ca": (True, True, "linear"),
+    "fr_ca_lp": (True, True, "large"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(T5))
+def test_table5_rows_set_the_three_switches(row):
+    cfg = composed(f"stiv/table5_{row}", "stiv_ti2v_xl")
+    got = (
+        cfg["method.frame_replacement"],
+        cfg["method.arch.image_cross_attention"],
+        cfg["method.arch.image_projection"],
+    )
+    assert got == T5[row]
+
+
+@pytest.mark.parametrize(
+    "variant, exp, expected",
+    [
+        ("stiv/table6_t2v", "stiv_ti2v_m", {"method.condition_frames": []}),
+        ("stiv/table6_stiv", "stiv_ti2v_m", {"method.image_dropout": 0.0, "method.guidance_drop": "text"}),
+        (
+            "stiv/table6_stiv_jit",
+            "stiv_ti2v_m",
+            {"method.image_dropout": 0.08, "method.guidance_drop": "joint"},
+        ),
+        ("stiv/table7_stiv", "stiv_ti2v_m", {"method.image_dropout": 0.0, "method.guidance_drop": "text"}),
+        (
+            "stiv/table7_stiv_jit",
+            "stiv_ti2v_m",
+            {"method.image_dropout": 0.08, "method.guidance_drop": "joint"},
+        ),
+        ("stiv/table20_t2v", "stiv_v2v_xxl", {"method.condition_frames": []}),
+        ("stiv/table20_v2v", "stiv_v2v_xxl", {"method.condition_frames": [0, 1, 2, 3]}),
+        ("stiv/table21_no_text", "stiv_tup_xl", {"train.cfg_dropout": 1.0, "sample.guidance": "none"}),
+        ("stiv/table21_text", "stiv_tup_xl", {"train.cfg_dropout": 0.1, "sample.guidance": "cfg"}),
+    ],
+)
+def test_part2_rows_set_what_the_paper_changes(variant, exp, expected):
+    row = composed(variant, exp)
+    for key, value in expected.items():
+        assert row[key] == value, key
+
+
+def test_part2_row_pairs_differ_only_in_their_change():
+    def diff(a, b, exp):
+        x, y = composed(a, exp), composed(b, exp)
+        return {k for k in set(x) | set(y) if x.get(k) != y.get(k)} - {"run.name", "run.dir"}
+
+    assert diff("stiv/table7_stiv", "stiv/table7_stiv_jit", "stiv_ti2v_m") == {
+        "method.image_dropout",
+        "method.guidance_drop",
+    }
+    assert diff("stiv/table20_t2v", "stiv/table20_v2v", "stiv_v2v_xxl") == {"method.condition_frames"}
+    assert diff("stiv/table21_no_text", "stiv/table21_text", "stiv_tup_xl") == {
+        "train.cfg_dropout",
+        "sample.guidance",
+    }
+
+
+@pytest.mark.parametrize(
+    "sweep", ["table5_ti2v_components", "table6_multitask", "table7_jit_motion", "table20_v2v", "table21_tup"]
+)
+def test_part2_report_rows_and_columns_are_the_papers(sweep):
+    from vidgen.reference import get_table
+
+    spec = table_spec(f"stiv/{sweep}")
+    ref = get_table("stiv", spec.table)
+    assert set(spec.rows.values()) <= {r["label"] for r in ref["rows"]}
+    assert [m.paper for m in spec.metrics] == [m["name"] for m in ref["metrics"]]
+    assert all(m.evaluator != "vidgen" for m in spec.metrics)  # external: n/c until imported

@@ -35,9 +35,14 @@ from vidgen.run_folder import check_writable_dir
 from vidgen.train import build_datamodule, data_resolution
 
 SHORTHANDS = (
-    "ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed",
-    "instances", "draw_layout", "ids",
-)  # fmt: skip
+    *("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed"),
+    *("instances", "draw_layout"),  # instance layout (InstanceV and the instance baselines)
+    *("ids",),  # reference faces (Ingredients)
+    *("image", "video"),  # conditioning frames (STIV TI2V / V2V / TUP)
+)
+QUOTED = tuple(
+    f"sample.{k}" for k in ("prompt", "negative_prompt", "ckpt", "out", "instances", "image", "video")
+)
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -47,13 +52,7 @@ def expand_shorthands(argv: list[str]) -> list[str]:
         key, sep, value = item.partition("=")
         if sep and key in SHORTHANDS:
             key = f"sample.{key}"
-        if sep and key in (
-            "sample.prompt",
-            "sample.negative_prompt",
-            "sample.ckpt",
-            "sample.out",
-            "sample.instances",
-        ):
+        if sep and key in QUOTED:
             value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         out.append(f"{key}{sep}{value}" if sep else item)
     return out
@@ -156,6 +155,8 @@ def sample(cfg: DictConfig) -> Path:
             cfg, module, datamodule, embeds[0], mask[0], (frames, height, width)
         )
     else:
+        if hasattr(module, "condition_latents"):  # image= / video= conditioning frames (STIV)
+            image_latents = module.condition_latents(cfg, codec, frames, height, width)
         latents = module.generate(
             embeds,
             mask,
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides_help(
                 "sample",
                 'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] '
-                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png]] [overrides...]\n"
+                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png]] [image=PATH | video=PATH] [overrides...]\n"
                 '  LAYOUT.json: {"instances": [{"prompt": "a red square", "box": [x1, y1, x2, y2]}, ...]} '
                 '(normalised; or "boxes": one [x1, y1, x2, y2] or null per frame)',
             )

@@ -37,6 +37,11 @@ class STIVDiT(nn.Module):
     the sincos values), ``temporal_patch_size``
     (the "cubify" Conv3d's temporal kernel), ``temporal_attention`` (False = the T2I model),
     ``causal_temporal``, ``decoder_blocks`` (MaskDiT's extra full-width blocks after unmasking).
+    Table 5 (STIV part 2): ``image_cross_attention`` (CA) appends tokens of the clean condition
+    frames (``image_latents`` [B, C, K, H, W], per-frame 2D patches + 2D sincos positions) to the
+    caption for cross-attention, masked out where ``image_mask`` [B] is False (image dropped);
+    ``image_projection`` "linear" (one linear) or "large" (LP: an MLP of ratio ``mlp_ratio``; the
+    paper names a "large projection layer" without its shape).
     ``rope_spatial_scale`` / ``rope_temporal_scale`` > 1 interpolate RoPE positions (progressive
     training to a higher resolution / more frames), 1 extends them.
     MaskDiT: ``keep_spatial`` [B, S'] / ``keep_temporal`` [B, T'] token indices skip the masked
@@ -70,6 +75,8 @@ class STIVDiT(nn.Module):
         rope_temporal_scale: float = 1.0,
         decoder_blocks: int = 2,
         pos_grid: list[int] | None = None,  # pos_embed="learned": (max temporal, h, w) tokens
+        image_cross_attention: bool = False,  # Table 5 "CA"
+        image_projection: str = "linear",  # Table 5 "LP": "large"
     ) -> None:
         super().__init__()
         if pos_embed not in POS_EMBEDS:
@@ -84,6 +91,9 @@ class STIVDiT(nn.Module):
         self.hidden_size, self.head_dim = hidden_size, hidden_size // num_heads
         self.temporal_attention, self.causal_temporal = temporal_attention, causal_temporal
         self.pos_embed = pos_embed
+        if image_projection not in ("linear", "large"):
+            raise ValueError(f"STIVDiT image_projection={image_projection!r}; use linear or large")
+        self.image_cross_attention = image_cross_attention
         if pos_embed == "learned" and (pos_grid is None or len(pos_grid) != 3):
             raise ValueError("STIVDiT pos_embed='learned' needs pos_grid=[max temporal, h, w] tokens")
         self.pos_grid = tuple(pos_grid) if pos_grid is not None else None
@@ -104,6 +114,17 @@ class STIVDiT(nn.Module):
             t_max, gh, gw = self.pos_grid
             self.pos_spatial = nn.Parameter(torch.zeros(gh * gw, d))
             self.pos_temporal = nn.Parameter(torch.zeros(t_max, d)) if temporal_attention else None
+        if image_cross_attention:  # Table 5 CA (+ LP): condition-frame tokens for cross-attention
+            self.image_embed = nn.Conv3d(
+                in_channels, d, kernel_size=(1, patch_size, patch_size), stride=(1, patch_size, patch_size)
+            )
+            if image_projection == "large":
+                hidden = int(d * mlp_ratio)
+                self.image_proj = nn.Sequential(
+                    nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d)
+                )
+            else:
+                self.image_proj = nn.Linear(d, d)
         # 2. Singleton condition -> AdaLN (one shared module, or one per block)
         self.singleton = SingletonCondition(d, text_dim, pooled_text, micro_conditions, cond_norm)
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d)) if shared_adaln else None
@@ -197,6 +218,8 @@ class STIVDiT(nn.Module):
         micro: dict[str, Tensor] | None = None,  # original_size [B, 2], crop [B, 2], stride [B]
         keep_spatial: Tensor | None = None,  # [B, S'] long: MaskDiT's kept spatial tokens
         keep_temporal: Tensor | None = None,  # [B, T'] long: kept temporal tokens
+        image_latents: Tensor | None = None,  # [B, C, K, H, W]: condition frames (image_cross_attention)
+        image_mask: Tensor | None = None,  # [B] bool: False where the image condition is dropped
     ) -> Tensor:
         b, _, f, hh, ww = hidden_states.shape
         pt, p = self.temporal_patch_size, self.patch_size
@@ -220,6 +243,10 @@ class STIVDiT(nn.Module):
         pooled = encoder_hidden_states[torch.arange(b, device=x.device), last]  # [B, Dt]
         c = self.singleton(timestep, pooled, micro)  # [B, D]
         text = self.caption_proj(encoder_hidden_states)  # [B, L, D]
+        if self.image_cross_attention:
+            text, mask = self._with_image_tokens(text, mask, image_latents, image_mask)
+        elif image_latents is not None:
+            raise ValueError("STIVDiT: image_latents given but image_cross_attention=False")
         # A prompt with no valid token (e.g. an all-padding null prompt) attends to every position.
         attn_mask = (mask | ~mask.any(-1, keepdim=True))[:, None, None]  # [B, 1, 1, L]
         mod = self.adaln(c) if self.adaln is not None else c
@@ -235,6 +262,19 @@ class STIVDiT(nn.Module):
         x = self.proj_out(modulate(stateless_norm(x), shift, scale))  # [B, T, S, pt p p C]
         x = x.reshape(b, t, h, w, pt, p, p, self.out_channels)
         return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, self.out_channels, f, hh, ww)
+
+    def _with_image_tokens(self, text: Tensor, mask: Tensor, image: Tensor | None, present: Tensor | None):
+        """Caption tokens + projected condition-frame tokens [B, L + K S, D] and their mask."""
+        if image is None:
+            raise ValueError("STIVDiT: image_cross_attention=True needs image_latents [B, C, K, H, W]")
+        tok = self.image_embed(image.to(text.dtype))  # [B, D, K, h, w]
+        k, h, w = tok.shape[2:]
+        tok = tok.flatten(3).permute(0, 2, 3, 1) + self._sincos_spatial(h, w, tok.device).to(tok.dtype)
+        tok = self.image_proj(tok.reshape(tok.shape[0], k * h * w, -1))
+        valid = torch.ones(tok.shape[:2], dtype=torch.bool, device=tok.device)
+        if present is not None:
+            valid = valid & present.bool().to(tok.device)[:, None]
+        return torch.cat([text, tok], 1), torch.cat([mask, valid], 1)
 
     def _run(self, blk: STIVBlock, x, mod, text, attn_mask, rope_s, rope_t) -> Tensor:
         rs = None if rope_s is None else tuple(r[:, None, None] for r in rope_s)  # [B, 1, 1, S, Dh]
@@ -303,8 +343,10 @@ class STIVBackbone(Backbone):
         micro=None,
         keep_spatial=None,
         keep_temporal=None,
+        image_mask=None,
     ):
-        self._check_no_image(image_latents)
+        if not getattr(self.model, "image_cross_attention", False):
+            self._check_no_image(image_latents)
         return self.model(
             latents,
             timesteps,
@@ -313,6 +355,8 @@ class STIVBackbone(Backbone):
             micro=micro if micro is not None else self.default_micro(latents),
             keep_spatial=keep_spatial,
             keep_temporal=keep_temporal,
+            image_latents=image_latents,
+            image_mask=image_mask,
         )
 
 

@@ -67,6 +67,13 @@ class STIVMethod(Section):
     cfg_renorm: bool = Field(description="true or false (Sec. D)")
     renorm_granularity: Literal["sample", "token"] = Field(description="sample or token")
     init: STIVInit = Field(description="{from: RUN_DIR, temporal_from: RUN_DIR}")
+    # issue 15 (STIV part 2)
+    condition_frames: list[int] | Text = Field(
+        description='a list of latent frame indices (e.g. [0]) or "stride:N" (every N-th frame)'
+    )
+    frame_replacement: bool = Field(description="true or false (Table 5 FR)")
+    image_dropout: float = Field(ge=0, le=1, description="a number in [0, 1] (Sec. E: 0.08)")
+    guidance_drop: Literal["joint", "text", "image"] = Field(description="joint, text or image (JIT-CFG)")
 
 
 class InstanceVClipModels(Section):

@@ -165,3 +165,131 @@ STIV_TABLES: dict[str, TableSpec] = {
         ),
     ),
 }
+
+# ---------------------------------------------------------------------------------------- part 2
+# VBench-I2V / VBench cells come from the evaluation adapters (`vidgen eval`, issue 16); until a run
+# has them they are reported as n/c with how to obtain them.
+VBENCH_I2V_HOW = (
+    "sample the run on VBench-I2V's image-prompt suite (`vidgen sample image=...`), score it with the "
+    "VBench-I2V adapter (`vidgen eval`) or VBench-I2V itself and write <run.dir>/external/vbench_i2v.json "
+    "(docs/sweeps.md, 'External metrics')"
+)
+
+
+def _vbench_i2v(paper: str, dim: str) -> Metric:
+    return Metric(
+        paper, f"vbench_i2v/{dim}", scale=100.0, evaluator="VBench-I2V", how=VBENCH_I2V_HOW, digits=2
+    )
+
+
+_T5_DIMS = {
+    "Subj Cons": "subject_consistency",
+    "Bg Cons": "background_consistency",
+    "Temp Flick": "temporal_flickering",
+    "Mot Smooth": "motion_smoothness",
+    "Dyn Deg": "dynamic_degree",
+    "Aesth Qual": "aesthetic_quality",
+    "Img Qual": "imaging_quality",
+    "I2V Subj": "i2v_subject",
+    "I2V Bg": "i2v_background",
+    "Cam Mot": "camera_motion",
+    "I2V Avg Scores": "i2v_average",
+    "Avg Scores": "average",
+}
+_T7_DIMS = ("Dyn Deg", "Mot Smooth", "Temp Flick", "Bg Cons")
+
+
+def _fvd(paper: str, suite: str, what: str) -> Metric:
+    return Metric(
+        paper,
+        f"fvd/{suite}",
+        evaluator=f"FVD ({what})",
+        digits=1,
+        how=f"compute FVD of the run's samples on {what} against its videos and write "
+        f'<run.dir>/external/fvd.json with {{"metrics": {{"{suite}": ...}}}}',
+    )
+
+
+STIV_TABLES.update(
+    {
+        "stiv/table5_ti2v_components": TableSpec(
+            paper="stiv",
+            table="table5",
+            row_param="variant",
+            rows={
+                "stiv/table5_ca": "CA",
+                "stiv/table5_ca_lp": "CA + LP",
+                "stiv/table5_fr": "FR",
+                "stiv/table5_fr_ca": "FR + CA",
+                "stiv/table5_fr_ca_lp": "FR + CA + LP",
+            },
+            metrics=tuple(_vbench_i2v(k, v) for k, v in _T5_DIMS.items()),
+            notes=(
+                "CA: tokens of the clean first latent frame appended to the caption for cross-attention; "
+                "LP: an MLP (ratio 4) instead of one linear projection. The paper gives neither's shape.",
+            ),
+        ),
+        "stiv/table6_multitask": TableSpec(
+            paper="stiv",
+            table="table6",
+            row_param="variant",
+            rows={"stiv/table6_t2v": "T2V", "stiv/table6_stiv": "STIV", "stiv/table6_stiv_jit": "STIV-JIT"},
+            metrics=(
+                _vbench("T2V Quality", "quality_score"),
+                _vbench("T2V Semantic", "semantic_score"),
+                _vbench("T2V Total", "total_score"),
+                _vbench_i2v("I2V I2V", "i2v_score"),
+                _vbench_i2v("I2V Quality", "quality_score"),
+                _vbench_i2v("I2V Total", "total_score"),
+            ),
+            notes=(
+                "Row 'STIV-JIT-TUP' (STIV-JIT cascaded with the temporal upsampler) is not a training row: "
+                "the cascade is not built.",
+                "VBench T2V of the STIV rows: sample without an image (c_I = none); the STIV row refuses "
+                "this in `vidgen sample` (trained without image dropout) - use the benchmark's "
+                "module.generate path (benchmarks/stiv_frame_replacement.py).",
+            ),
+        ),
+        "stiv/table7_jit_motion": TableSpec(
+            paper="stiv",
+            table="table7",
+            row_param="variant",
+            rows={"stiv/table7_stiv": "STIV-M-512", "stiv/table7_stiv_jit": "STIV-M-512-JIT"},
+            metrics=tuple(_vbench_i2v(k, _T5_DIMS[k]) for k in _T7_DIMS),
+        ),
+        "stiv/table20_v2v": TableSpec(
+            paper="stiv",
+            table="table20",
+            row_param="variant",
+            rows={"stiv/table20_t2v": "T2V", "stiv/table20_v2v": "STIV-V2V"},
+            metrics=(
+                _fvd("MSRVTT FVD", "msrvtt", "MSR-VTT"),
+                _fvd("MovieGen FVD", "moviegen", "MovieGen Bench"),
+            ),
+            notes=(
+                "V2V samples are conditioned on the first four frames of each reference video (video=PATH).",
+            ),
+        ),
+        "stiv/table21_tup": TableSpec(
+            paper="stiv",
+            table="table21",
+            row_param="variant",
+            rows={"stiv/table21_no_text": "STIV-TUP, no text", "stiv/table21_text": "STIV-TUP, with text"},
+            metrics=(
+                Metric(
+                    "MSRVTT FID",
+                    "fid/msrvtt",
+                    evaluator="FID (MSR-VTT)",
+                    digits=1,
+                    how="compute frame FID of the upsampled MSR-VTT test videos against the originals and write "
+                    '<run.dir>/external/fid.json with {"metrics": {"msrvtt": ...}}',
+                ),
+                _fvd("MSRVTT FVD", "msrvtt", "MSR-VTT"),
+            ),
+            notes=(
+                "'no text' is read as an upsampler trained and sampled with the empty prompt (the paper does "
+                "not say whether it is a separate model).",
+            ),
+        ),
+    }
+)
