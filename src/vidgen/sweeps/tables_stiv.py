@@ -171,14 +171,14 @@ STIV_TABLES: dict[str, TableSpec] = {
 # has them they are reported as n/c with how to obtain them.
 VBENCH_I2V_HOW = (
     "sample the run on VBench-I2V's image-prompt suite (`vidgen sample image=...`), score it with the "
-    "VBench-I2V adapter (`vidgen eval`) or VBench-I2V itself and write <run.dir>/external/vbench_i2v.json "
+    "VBench-I2V adapter (`vidgen eval import RUN vbench-i2v FILES...`) or write <run.dir>/external/vbench-i2v.json "
     "(docs/sweeps.md, 'External metrics')"
 )
 
 
 def _vbench_i2v(paper: str, dim: str) -> Metric:
     return Metric(
-        paper, f"vbench_i2v/{dim}", scale=100.0, evaluator="VBench-I2V", how=VBENCH_I2V_HOW, digits=2
+        paper, f"vbench-i2v/{dim}", scale=100.0, evaluator="VBench-I2V", how=VBENCH_I2V_HOW, digits=2
     )
 
 
