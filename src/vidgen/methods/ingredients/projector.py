@@ -9,7 +9,6 @@ the Q-Former idea, so the released sizes are the defaults (conf/method/ingredien
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
