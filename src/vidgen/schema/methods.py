@@ -92,9 +92,41 @@ class InstanceVMethod(Section):
     clip_models: InstanceVClipModels = Field(description="{clip_b: FOLDER|null, clip_l: FOLDER|null}")
 
 
+class IngredientsInit(Section):
+    from_: Text | None = Field(None, alias="from", description="stage 1's run folder (or a .ckpt), or null")
+
+
+class IngredientsFaces(Section):
+    size: Literal["real", "tiny"] = Field(description="real (local weights) or tiny (random-init twins)")
+    recognition: Text | None = Field(description="a folder holding antelopev2's glintr100.onnx, or null")
+    clip: Text | None = Field(description="a folder with the EVA02-CLIP-L-14-336 vision tower, or null")
+
+
+class IngredientsMethod(Section):
+    """conf/method/ingredients.yaml (Ingredients Sec. 3-4, Tables 2-3); dims are checked by the modules."""
+
+    name: Literal["ingredients"]
+    stage: Literal[1, 2] = Field(description="1 (facial embedding alignment) or 2 (router fine-tuning)")
+    init: IngredientsInit = Field(description="{from: RUN_DIR | null}")
+    max_ids: int = Field(ge=1, description="an integer >= 1 (most reference IDs per clip)")
+    faces: IngredientsFaces = Field(description="{size, recognition, clip}")
+    projector: dict = Field(description="MultiScaleProjector sizes {dim, layers_per_scale, heads, ...}")
+    injection: dict = Field(description="{interval: 1|2, heads, dim_head, scale, zero_init}")
+    router: dict = Field(description="{mlp: bool, inner: int, sqrt_d: bool, mode: argmax|softmax}")
+    routing_loss: Literal["ce", "mse", "none"] = Field(description="ce (Eq. 5), mse or none (Table 3)")
+    routing_weight: float = Field(ge=0, description="a number >= 0 (lambda of Eq. 5)")
+    labels: Literal["seg", "box"] = Field(description="seg or box (Table 2 router supervision)")
+    lora: dict = Field(description="{rank, alpha, targets}")
+    face_dropout: bool = Field(description="true or false (stage-1 global/local/complete dropout)")
+    composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
+    eval_samples: int = Field(ge=0, description="an integer >= 0")
+    tiny: dict = Field(description="section overrides used at backbone.size=tiny")
+
+
 METHOD_SECTIONS: dict[str, type[Section]] = {
     "finetune": FinetuneMethod,
     "jdm": JDMMethod,
     "instancev": InstanceVMethod,  # issue 11
     "stiv": STIVMethod,  # issue 12
+    "ingredients": IngredientsMethod,  # issue 13
 }

@@ -23,14 +23,22 @@ def routed_blocks(num_layers: int, interval: int) -> list[int]:
 
 
 class IngredientsCogVideoX(CogVideoXBackbone):
-    """``forward(latents, timesteps, text_embeds, text_mask, image_latents, faces=, face_valid=)``.
+    """``forward(latents, timesteps, text_embeds, text_mask, image_latents, faces=, face_valid=, face_keep=)``.
 
-    faces [B, N, Q, kv_dim]: the projector's face tokens per ID (zero-padded); face_valid [B, N]
-    bool. Without faces the injections are skipped (the backbone with its LoRA). ``routing_logits``
-    holds, after a forward with faces, one [B, L, N] tensor per routed block (block order).
+    faces [B, N, Q, kv_dim]: face tokens per ID (``project`` of the extractor outputs; padded IDs
+    any value); face_valid [B, N] bool; face_keep [B] (0 drops the local faces of a sample: the
+    stage-1 dropout; default 1). Without faces the injections are skipped (the backbone with its
+    LoRA). ``routing_logits`` holds, after a forward with faces, one [B, L, N] per routed block.
     """
 
-    def __init__(self, backbone: Backbone, kv_dim: int, face_cfg: dict, router_cfg: dict):
+    def __init__(
+        self,
+        backbone: Backbone,
+        kv_dim: int,
+        face_cfg: dict,
+        router_cfg: dict,
+        projector: nn.Module | None = None,
+    ):
         if backbone.spec.family != "cogvideox":
             raise ValueError(f"IngredientsCogVideoX wraps a CogVideoX backbone, got {backbone.spec.name!r}")
         super().__init__(backbone.model, backbone.spec, backbone.size)
@@ -57,7 +65,8 @@ class IngredientsCogVideoX(CogVideoXBackbone):
                 for i in self.blocks
             }
         )
-        self._faces: tuple[Tensor, Tensor] | None = None
+        self.projector = projector  # the Q-Former (Sec. 3.2); None when faces come projected
+        self._faces: tuple[Tensor, Tensor, Tensor] | None = None
         self._logits: dict[int, Tensor] = {}
         for i in self.blocks:
             self.model.transformer_blocks[i].register_forward_hook(self._hook(i))
@@ -72,6 +81,10 @@ class IngredientsCogVideoX(CogVideoXBackbone):
 
         return after_block
 
+    def project(self, id_embeds: Tensor, id_locals: list[Tensor]) -> Tensor:
+        """Extractor outputs (global [B, N, id_dim], 5 x local [B, N, L, C]) -> face tokens [B, N, Q, kv_dim]."""
+        return self.projector(id_embeds, id_locals)
+
     @property
     def routing_logits(self) -> list[Tensor]:
         return [self._logits[i] for i in sorted(self._logits)]
@@ -85,11 +98,14 @@ class IngredientsCogVideoX(CogVideoXBackbone):
         image_latents: Tensor | None = None,
         faces: Tensor | None = None,
         face_valid: Tensor | None = None,
+        face_keep: Tensor | None = None,
     ) -> Tensor:
         if (faces is None) != (face_valid is None):
             raise ValueError("IngredientsCogVideoX needs both faces and face_valid, or neither")
         self._logits = {}
-        self._faces = None if faces is None else (faces.to(latents.dtype), face_valid.bool())
+        if faces is not None:
+            keep = latents.new_ones(latents.shape[0]) if face_keep is None else face_keep.to(latents.dtype)
+            self._faces = (faces.to(latents.dtype), face_valid.bool(), keep)
         try:
             return super().forward(latents, timesteps, text_embeds, text_mask, image_latents)
         finally:

@@ -69,9 +69,10 @@ class FaceInjection(nn.Module):
         self.pca, self.router = pca, router
         self.face_scale, self.mode = face_scale, mode
 
-    def forward(self, hidden: Tensor, faces: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        """hidden [B, L, dim], faces [B, N, Q, kv], valid [B, N] -> (H~ [B, L, dim], logits [B, L, N])."""
+    def forward(self, hidden: Tensor, faces: Tensor, valid: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """hidden [B, L, dim], faces [B, N, Q, kv], valid [B, N], keep [B] (0: local faces dropped)
+        -> (H~ [B, L, dim], logits [B, L, N])."""
         features = self.pca(faces, hidden)  # [B, N, L, dim]
         logits = self.router(hidden, faces)  # [B, L, N]
         f_bar = route(features, logits, valid, self.mode)  # [B, L, dim]
-        return hidden + self.face_scale * f_bar, logits
+        return hidden + self.face_scale * keep[:, None, None] * f_bar, logits
