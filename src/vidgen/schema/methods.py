@@ -42,7 +42,9 @@ class JDMMethod(Section):
     cmi_file: Text | None = Field(description="the file of `vidgen jdm cmi`, or null (the data's)")
     eval_samples: int | None = Field(ge=0, description="an integer >= 0 (prompts evaluated), or null")
     eval_prompts: Text | None = Field(description="a prompt file (one per line), or null")
-    eval_steps: int | None = Field(ge=1, description="an integer >= 1 (sampler steps of the evaluation), or null")
+    eval_steps: int | None = Field(
+        ge=1, description="an integer >= 1 (sampler steps of the evaluation), or null"
+    )
     eval_reference_masks: Text | None = Field(description="a folder of reference segmentations, or null")
     eval_videos: Text | None = Field(description="a folder to write the generated videos to, or null")
     mask_threshold: float = Field(description="a number (the decoded mask is RGB mean > threshold)")
@@ -50,7 +52,9 @@ class JDMMethod(Section):
 
 class STIVInit(Section):
     from_: Text | None = Field(None, alias="from", description="a run folder (progressive init), or null")
-    temporal_from: Text | None = Field(None, description="a run folder whose temporal attention is used, or null")
+    temporal_from: Text | None = Field(
+        None, description="a run folder whose temporal attention is used, or null"
+    )
 
 
 class STIVMethod(Section):
@@ -58,7 +62,9 @@ class STIVMethod(Section):
 
     name: Literal["stiv"]
     task: Literal["t2i", "t2v"] = Field(description="t2i or t2v")
-    objective: Literal["flow", "ddpm_eps"] = Field(description="flow (Eq. 1-2) or ddpm_eps (Table 2 baseline)")
+    objective: Literal["flow", "ddpm_eps"] = Field(
+        description="flow (Eq. 1-2) or ddpm_eps (Table 2 baseline)"
+    )
     arch: dict = Field(description="STIVDiT constructor overrides, e.g. {qk_norm: false}")
     spatial_mask_ratio: float = Field(ge=0, lt=1, description="a number in [0, 1) (MaskDiT)")
     temporal_mask_ratio: float = Field(ge=0, lt=1, description="a number in [0, 1)")
