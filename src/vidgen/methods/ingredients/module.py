@@ -52,6 +52,11 @@ class IngredientsModule(DiffusionModule):
                 f"latent, Sec. 3.2); backbone={spec.name}. Fix: backbone=cogvideox-5b-i2v"
             )
         hp = IngredientsConfig.from_cfg(cfg)
+        if hp.stage == 2 and not hp.init.get("from") and cfg.backbone.size == "real":
+            raise ConfigError(
+                "method.stage=2 (router fine-tuning) starts from stage 1 (Sec. 3.3): pass "
+                "method.init.from=RUN_DIR of an ingredients_stage1 run (or set INGREDIENTS_STAGE1_RUN)"
+            )
         backbone = super().build_model(cfg, spec)
         # LoRA of the DiT (Sec. 3.3), peft through diffusers' PeftAdapterMixin; lora_B starts at 0
         backbone.model.add_adapter(
