@@ -10,8 +10,9 @@ Annotations: one JSON object per line,
 in the shard annotation schema (docs/data.md), except that per-frame lists are indexed by the
 *source* video's frames and masks are at the source resolution: precompute picks the clip's
 frames (start 0, `--stride`), and moves boxes and masks through the same resize + centre crop as
-the pixels. `micro` (original size, crop, stride, fps) is computed, never read. `faces` need
-aligned crops that a JSON line cannot carry, so they are dropped with a warning.
+the pixels. `micro` (original size, crop, stride, fps) is computed, never read. `faces` (crops,
+ID indices, ID masks, facial embeddings) need the face models: `--faces tiny|real`, see
+vidgen/faces/precompute.py for their schema.
 
 Resumable: samples whose key is already in a completed shard of `--out` are skipped. A bad video
 stops the run with a `DataError`; the samples encoded before it are written first.
@@ -30,6 +31,13 @@ import torch
 from torch import Tensor
 
 from vidgen.errors import ConfigError, DataError, VidgenError
+from vidgen.faces.precompute import (
+    FacePrecompute,
+    build_faces,
+    check_face_items,
+    face_args,
+    face_precompute_from_args,
+)
 
 _STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _EXAMPLE = '{"video": "clip.mp4", "caption": "a red ball bounces"}'
@@ -299,6 +307,7 @@ def precompute(
     batch_size: int = 16,
     sample_posterior: bool = False,
     progress: bool = True,
+    faces: FacePrecompute | None = None,
 ) -> PrecomputeResult:
     """Encode every annotated video not yet in `out` and write shards (see the module docstring)."""
     from rich.console import Console
@@ -315,6 +324,16 @@ def precompute(
         raise ConfigError("--frames, --height, --width and --stride must be >= 1.")
     out = Path(out)
     records = read_annotations(annotations, videos)
+    with_faces = [r for r in records if r.data.get("faces")]
+    if with_faces and faces is None:
+        raise ConfigError(
+            f"annotations line {with_faces[0].line} has 'faces', which need the face models. Fix: pass "
+            f"--faces real --face-recognition DIR --face-clip DIR (or --faces tiny for tests)."
+        )
+    for r in with_faces:  # before anything is written
+        check_face_items(
+            f"annotations line {r.line} (video {r.video.name})", r.data["faces"], faces.num_identities
+        )
     done = ShardWriter.completed_keys(out)
     todo = [r for r in records if r.key not in done]
     skipped = len(records) - len(todo)
@@ -327,7 +346,6 @@ def precompute(
     text = load_text_encoder(text_encoder, s["text_encoder_kind"], s["text_len"], device=device, dtype=dtype)
     codec = load_vae(vae, s["vae_kind"], device=device, dtype=dtype, sample=sample_posterior)
     null = _encode_texts(text, [""], store_dtype)[""]
-    faces_warned = False
     writer = ShardWriter(out, samples_per_shard, null_text=null, append=(out / "index.json").exists())
     written = 0
     columns = (TextColumn("[bold]precompute"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -356,9 +374,12 @@ def precompute(
                         e = [encoded[c] for c in regions.captions]
                         regions.caption_embeds = torch.stack([x[0] for x in e])
                         regions.caption_mask = torch.stack([x[1] for x in e])
-                    if r.data.get("faces") and not faces_warned:
-                        faces_warned = True
-                        console.print("[yellow]warning: 'faces' annotations are not precomputed (dropped).")
+                    face_group = None
+                    if r.data.get("faces"):
+                        where = f"annotations line {r.line} (video {r.video.name})"
+                        face_group = build_faces(
+                            where, r.data["faces"], to_model_pixels(pixels), indices, original_size, faces
+                        )
                     embeds, mask = encoded[r.caption]
                     writer.add(
                         VideoSample(
@@ -370,6 +391,7 @@ def precompute(
                             frame_size=(s["frames"], s["height"], s["width"]),
                             instances=instances,
                             regions=regions,
+                            faces=face_group,
                             micro=MicroConditions(original_size, crop, used, fps),
                         )
                     )
@@ -423,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--append", action="store_true", help="accepted for clarity; an existing --out is always resumed"
     )
     p.add_argument("--no-progress", action="store_true")
+    face_args(p)
     return p
 
 
@@ -450,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             sample_posterior=args.sample_posterior,
             progress=not args.no_progress,
+            faces=face_precompute_from_args(args),
         )
     except VidgenError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -8,6 +8,7 @@ Layouts (pixel-space annotations are at the source clip's resolution, `VideoSamp
 - instances.masks   [N, F, H, W] bool (decoded from RLE on load)
 - regions.masks     [R, F, H, W] bool; regions.hed / regions.depth [F, H, W] in [0, 1]
 - faces.boxes       [K, F, 4]; faces.id_index [K]; faces.crops [K, 3, S, S]; faces.id_masks [K, F, H, W]
+- faces.embeds      [K, 1280] global facial embeddings; faces.local_embeds [K, 5, L, C] (vidgen.faces)
 
 A method declares the field names it needs (`FIELDS` below); `check_fields` fails at start-up
 when the data cannot provide one, instead of a KeyError deep inside training.
@@ -35,6 +36,8 @@ FIELDS = (
     "regions.depth",
     "regions.caption_embeds",
     "faces",
+    "faces.embeds",
+    "faces.local_embeds",
     "micro",
 )
 
@@ -65,6 +68,8 @@ class Faces:
     id_index: Tensor  # [K] long, index into the dataset's identity table
     crops: Tensor  # [K, 3, S, S] float in [-1, 1], aligned face crops
     id_masks: Tensor  # [K, F, H, W] bool
+    embeds: Tensor | None = None  # [K, 1280] FacialExtractor global_ (precomputed)
+    local_embeds: Tensor | None = None  # [K, 5, L, C] FacialExtractor local, stacked (precomputed)
 
 
 @dataclass

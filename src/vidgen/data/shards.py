@@ -65,6 +65,8 @@ T_REGION_MASK = "region_caption_mask"
 T_HED = "hed"
 T_DEPTH = "depth"
 T_FACE_CROPS = "face_crops"
+T_FACE_EMBEDS = "face_embeds"
+T_FACE_LOCAL = "face_local_embeds"
 T_EXTRA = "extra/"  # + the extras key, e.g. "extra/jdm/mask_latents"
 
 LATENT_FIX = "store the VAE's latents as float32/bfloat16/float16 (re-encode with `vidgen precompute`)"
@@ -287,6 +289,10 @@ def sample_to_record(sample: VideoSample) -> tuple[dict[str, Any], dict[str, Ten
             for i in range(faces.boxes.shape[0])
         ]
         tensors[T_FACE_CROPS] = faces.crops
+        if faces.embeds is not None:
+            tensors[T_FACE_EMBEDS] = faces.embeds
+        if faces.local_embeds is not None:
+            tensors[T_FACE_LOCAL] = faces.local_embeds
     if sample.micro is not None:
         m = sample.micro
         ann["micro"] = {
@@ -783,6 +789,14 @@ class ShardDataset(Dataset):
                 crops=crops,
                 id_masks=masks(faces, "mask_rle", "faces"),
             )
+            for suffix, attr, shape in (
+                (T_FACE_EMBEDS, "embeds", "[K, D]"),
+                (T_FACE_LOCAL, "local_embeds", "[K, S, L, C]"),
+            ):
+                t = get(suffix, required=False) if self._want(f"faces.{attr}") else None
+                if t is not None:
+                    expect(t, suffix, [len(faces)] + [None] * (shape.count(",")), shape)
+                    setattr(sample.faces, attr, t)
 
         micro = ann.get("micro")
         if micro is not None and self._want("micro"):

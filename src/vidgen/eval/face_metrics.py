@@ -1,0 +1,83 @@
+"""Identity metrics shared by the identity-preserving methods (Ingredients Sec. 4.1, Tables 1-3).
+
+- FaceSim: cosine similarity of face-recognition embeddings (ArcFace) between each generated
+  face and its reference crop, averaged over the frames the face is visible;
+- `crop_face_regions`: the face boxes cut out of a video and resized (FaceSim's inputs; also
+  the inputs of a face-region FID);
+- on the shapes world, `shapes_identity_accuracy`: per face, the fraction of its region's pixels
+  that the exact identity classifier (`data/shapes_identity.py`) assigns to the right identity —
+  "each ID appears in its own region", measured without pretrained models.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidgen.data.shapes import ShapesClip
+from vidgen.data.shapes_identity import identity_fraction
+from vidgen.errors import ConfigError
+
+
+def crop_face_regions(video: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """video [3, F, H, W], boxes [K, F, 4] normalised xyxy -> crops [K, F, 3, size, size] (bilinear).
+
+    Each box is cut on the pixel grid (floor / ceil of its corners, at least one pixel) and resized
+    to size x size; an empty box (not visible) gives a zero crop.
+    """
+    _, f, h, w = video.shape
+    out = video.new_zeros(boxes.shape[0], f, 3, size, size, dtype=torch.float32)
+    scale = boxes.new_tensor([w, h, w, h])
+    for k in range(boxes.shape[0]):
+        for t in range(f):
+            x0, y0, x1, y1 = (boxes[k, t] * scale).tolist()
+            if x1 <= x0 or y1 <= y0:
+                continue
+            x0, y0 = int(x0), int(y0)
+            x1, y1 = max(int(-(-x1 // 1)), x0 + 1), max(int(-(-y1 // 1)), y0 + 1)
+            patch = video[:, t, y0:y1, x0:x1].float()[None]
+            out[k, t] = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False)[0]
+    return out
+
+
+@torch.no_grad()
+def face_similarity(recognition: nn.Module, generated: Tensor, references: Tensor) -> Tensor:
+    """Cosine of recognition embeddings, row by row: generated [K, 3, S, S], references [K, 3, S, S] -> [K]."""
+    return F.cosine_similarity(recognition(generated).float(), recognition(references).float(), dim=-1)
+
+
+@torch.no_grad()
+def face_sim(
+    recognition: nn.Module, video: Tensor, boxes: Tensor, visible: Tensor, references: Tensor, size: int = 112
+) -> Tensor:
+    """FaceSim per face [K]: mean over visible frames of cos(rec(crop of face k in frame f), rec(ref k)).
+
+    video [3, F, H, W] in [-1, 1]; boxes [K, F, 4]; visible [K, F] bool; references [K, 3, S, S].
+    A face visible in no frame scores NaN.
+    """
+    k, f = visible.shape
+    crops = crop_face_regions(video, boxes, size)  # [K, F, 3, size, size]
+    refs = recognition(references).float()  # [K, D]
+    gen = recognition(crops.flatten(0, 1)).float().view(k, f, -1)  # [K, F, D]
+    cos = F.cosine_similarity(gen, refs[:, None], dim=-1)  # [K, F]
+    v = visible.float()
+    return (cos * v).sum(-1) / v.sum(-1).where(v.sum(-1) > 0, torch.tensor(float("nan")))
+
+
+def shapes_identity_accuracy(video: Tensor, clip: ShapesClip) -> Tensor:
+    """Per face k of `clip` [K]: fraction of face k's region pixels classified as identity face_ids[k].
+
+    video [3, F, H, W] is a generated (or rendered) clip at the world clip's resolution; the
+    region of face k is its ground-truth visible mask. NaN for a face never visible.
+    """
+    if video.shape[1:] != clip.video.shape[1:]:
+        raise ConfigError(
+            f"shapes identity accuracy: video {tuple(video.shape)} does not match the world clip "
+            f"{tuple(clip.video.shape)}; decode the sample at the data's frames/height/width"
+        )
+    out = [
+        identity_fraction(video, clip.specs[i], int(clip.face_ids[k]), clip.face_masks[k])
+        for k, i in enumerate(clip.face_instances)
+    ]
+    return torch.stack(out) if out else torch.zeros(0)
