@@ -44,7 +44,7 @@ def token_labels(faces, valid: Tensor, grid: tuple[int, int, int], labels: str) 
 
 def make_transform(cfg, datamodule, spec) -> Callable[[VideoSample], VideoSample]:
     hp = IngredientsConfig.from_cfg(cfg)
-    extractor = FacialExtractor.from_config(FacesConfig(**hp.faces))
+    extractor: list[FacialExtractor] = []  # built on first use: shards carry precomputed embeddings
     codec = datamodule.codec()
     source = f"data={cfg.data.name}" + (f" (data.root={cfg.data.root})" if cfg.data.get("root") else "")
     _, p_h, p_w = spec.patch_size
@@ -61,11 +61,17 @@ def make_transform(cfg, datamodule, spec) -> Callable[[VideoSample], VideoSample
                 f"Fix: method.max_ids={k}, or filter the clips"
             )
         valid = torch.arange(hp.max_ids) < k
-        emb = extractor(faces.crops.float())
+        if faces.embeds is not None and faces.local_embeds is not None:  # `vidgen precompute` (vidgen.faces)
+            id_global, id_local = faces.embeds.float(), list(faces.local_embeds.float().transpose(0, 1))
+        else:
+            if not extractor:
+                extractor.append(FacialExtractor.from_config(FacesConfig(**hp.faces)))
+            emb = extractor[0](faces.crops.float())
+            id_global, id_local = emb.global_, emb.local
         _, f, h, w = sample.latents.shape
         extras = {
-            ID_GLOBAL: pad_ids(emb.global_, hp.max_ids),
-            ID_LOCAL: torch.stack([pad_ids(x, hp.max_ids) for x in emb.local]),
+            ID_GLOBAL: pad_ids(id_global, hp.max_ids),
+            ID_LOCAL: torch.stack([pad_ids(x, hp.max_ids) for x in id_local]),
             ID_VALID: valid,
             LABELS: token_labels(faces, valid, (f, h // p_h, w // p_w), hp.labels),
         }
