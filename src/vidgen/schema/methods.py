@@ -126,6 +126,7 @@ class IngredientsMethod(Section):
     face_dropout: bool = Field(description="true or false (stage-1 global/local/complete dropout)")
     composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
     eval_samples: int = Field(ge=0, description="an integer >= 0")
+    eval_steps: int = Field(ge=0, description="an integer >= 0 (0: no generation in evaluate)")
     tiny: dict = Field(description="section overrides used at backbone.size=tiny")
 
 

@@ -30,6 +30,7 @@ class IngredientsConfig:
     face_dropout: bool
     composite: str  # before | after (Table 2)
     eval_samples: int
+    eval_steps: int  # sampler steps of evaluate()'s generations (0: no generation)
     tiny: dict  # per-section overrides for backbone.size=tiny
 
     def __post_init__(self) -> None:

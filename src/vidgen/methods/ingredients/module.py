@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
+from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.ingredients.config import IngredientsConfig
@@ -126,16 +127,72 @@ class IngredientsModule(DiffusionModule):
         extra["routing_loss"] = l_route.detach()
         return l_diff + self.hp.routing_weight * l_route, extra
 
+    # ----------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def generate_faces(self, batch: VideoBatch, steps: int, seed: int) -> Tensor:
+        """Latents [B, C, F', H', W'] for a batch's captions and reference faces with ``sample.guidance``.
+
+        The faces and the composite go to both CFG branches (released code, facts C.4); only the
+        caption is dropped in the unconditional one.
+        """
+        faces = self.face_inputs(batch)
+        text, mask = batch.text_embeds, batch.text_mask
+        cond = {"text_embeds": text, "text_mask": mask, "image_latents": batch.image_latents, **faces}
+        uncond = {
+            **cond,
+            "text_embeds": self.null_text_embeds.to(text.dtype)[None].expand_as(text),
+            "text_mask": self.null_text_mask[None].expand_as(mask),
+        }
+        name = str(self.cfg.sample.guidance)
+        scale = {} if name == "none" else {"scale": float(self.cfg.sample.guidance_scale)}
+
+        def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
+            return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
+
+        return sample_latents(
+            denoise,
+            make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
+            tuple(batch.latents.shape),
+            cond,
+            uncond,
+            make_guidance(name, **scale),
+            num_steps=steps,
+            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
+            device=self.device,
+        )
+
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, datamodule) -> dict[str, float]:
-        """Routing accuracy (Fig. 6) of the router against the ID labels, teacher-forced at t = 250,
-        500, 750 on the first ``method.eval_samples`` clips (noise seeded by the run's seed)."""
+        """On the first ``method.eval_samples`` clips: routing accuracy (Fig. 6) of the router against
+        the ID labels, teacher-forced at t = 250, 500, 750 (noise seeded by the run's seed); on the
+        shapes world also ``right_id_fraction``, the share of generated face-region pixels showing the
+        right identity (vidgen.eval.face_metrics.shapes_identity_accuracy; ``method.eval_steps``)."""
         dataset = datamodule.dataset
         n = min(self.hp.eval_samples, len(dataset))
         if n <= 0:
             return {}
         batch = collate([dataset[i] for i in range(n)]).to(self.device)
+        metrics = {"routing_accuracy": self.teacher_forced_routing(batch)}
+        if hasattr(dataset, "clip") and self.hp.eval_steps > 0:
+            metrics["right_id_fraction"] = self.right_id_fraction(batch, datamodule, range(n))
+        return metrics
+
+    @torch.no_grad()
+    def right_id_fraction(self, batch: VideoBatch, datamodule, indices) -> float:
+        from vidgen.eval.face_metrics import shapes_identity_accuracy
+
+        videos = datamodule.codec().decode(
+            self.generate_faces(batch, self.hp.eval_steps, int(self.cfg.seed)).cpu().float()
+        )
+        scores = torch.cat(
+            [shapes_identity_accuracy(v, datamodule.dataset.clip(i)) for v, i in zip(videos, indices)]
+        )
+        return float(scores.nanmean())
+
+    @torch.no_grad()
+    def teacher_forced_routing(self, batch: VideoBatch) -> float:
+        n = len(batch)
         gen = torch.Generator(device="cpu").manual_seed(int(self.cfg.seed))
         faces = self.face_inputs(batch)
         labels, valid = batch.extras[LABELS], batch.extras[ID_VALID].bool()
@@ -146,4 +203,4 @@ class IngredientsModule(DiffusionModule):
             x_t = self.objective.add_noise(batch.latents, noise, t)
             self.model(x_t, t, batch.text_embeds, batch.text_mask, batch.image_latents, **faces)
             scores.append(float(routing_accuracy(self.model.routing_logits, labels, valid)))
-        return {"routing_accuracy": sum(scores) / len(scores)}
+        return sum(scores) / len(scores)
