@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vidgen.backbones import build_backbone
+from vidgen.errors import ConfigError
 from vidgen.methods.ingredients.denoiser import IngredientsCogVideoX, routed_blocks
 from vidgen.methods.ingredients.injection import PerceiverCrossAttention, route
 from vidgen.methods.ingredients.losses import (
@@ -197,3 +198,35 @@ def test_released_init_changes_the_output_at_step_0_and_no_faces_is_the_backbone
 def test_pca_output_per_id():
     pca = PerceiverCrossAttention(dim=16, kv_dim=24, heads=2, dim_head=8)
     assert pca(torch.randn(2, 3, 4, 24), torch.randn(2, 7, 16)).shape == (2, 3, 7, 16)
+
+
+def test_composite_before_and_after_the_vae_have_the_i2v_latent_shape():
+    from vidgen.data.shapes_codec import ShapesCodec
+    from vidgen.faces import compose_canvas
+    from vidgen.methods.ingredients.composite import composite_latents
+
+    codec, crops = ShapesCodec(16, (4, 8, 8)), torch.rand(3, 3, 16, 16) * 2 - 1
+    before = composite_latents(crops, codec, 64, 64, 8, "before")
+    after = composite_latents(crops, codec, 64, 64, 8, "after")
+    assert before.shape == after.shape == (16, 1, 8, 8)
+    canvas = compose_canvas(crops, 64, 64, 48)  # one VAE pass over all faces
+    assert torch.allclose(before, codec.encode(canvas[None, :, None])[0])
+    # after: 8 latent columns shared 3 / 3 / 2, each tile its own VAE pass holding one face
+    tile = codec.encode(compose_canvas(crops[2:], 64, 16, 48)[None, :, None])[0]
+    assert torch.allclose(after[..., 6:], tile) and not torch.allclose(after, before)
+
+
+def test_t2v_init_copies_the_t2v_weights_and_zeroes_the_image_channels():
+    from vidgen.methods.ingredients.t2v_init import PATCH, init_from_t2v
+
+    i2v = build_backbone("cogvideox-5b-i2v", size="tiny").model
+    torch.manual_seed(3)
+    kept = init_from_t2v(i2v, "tiny", None)
+    torch.manual_seed(3)
+    t2v = build_backbone("cogvideox-5b", size="tiny").model.state_dict()
+    mine = i2v.state_dict()
+    assert kept == ["patch_embed.pos_embedding"]  # the I2V learned positional embedding keeps its init
+    assert all(torch.equal(mine[k], v) for k, v in t2v.items() if k != PATCH)
+    assert torch.equal(mine[PATCH][:, :16], t2v[PATCH]) and not mine[PATCH][:, 16:].any()
+    with pytest.raises(ConfigError, match="method.init.dit=t2v needs method.init.t2v_weights=FOLDER"):
+        init_from_t2v(i2v, "real", None)

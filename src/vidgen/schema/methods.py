@@ -100,6 +100,8 @@ class InstanceVMethod(Section):
 
 class IngredientsInit(Section):
     from_: Text | None = Field(None, alias="from", description="stage 1's run folder (or a .ckpt), or null")
+    dit: Literal["i2v", "t2v"] = Field("i2v", description="i2v or t2v (Table 2 initialisation)")
+    t2v_weights: Text | None = Field(None, description="a CogVideoX-5B folder (init.dit=t2v), or null")
 
 
 class IngredientsFaces(Section):

@@ -43,8 +43,8 @@ def _metrics(clip: str) -> tuple[Metric, ...]:
 
 _CHAIN = (
     "Stage-2 rows start from stage-1 run folders named by environment variables in the variant files "
-    "(INGREDIENTS_STAGE1_RUN, INGREDIENTS_STAGE1_VAE_AFTER_RUN): run the stage-1 sweep first.",
-    "Row 'T2V init' is not reproduced: initialising the I2V architecture from T2V weights is not implemented.",
+    "(INGREDIENTS_STAGE1_RUN, INGREDIENTS_STAGE1_T2V_RUN, INGREDIENTS_STAGE1_VAE_AFTER_RUN): run the stage-1 "
+    "sweep first.",
 )
 
 INGREDIENTS_TABLES: dict[str, TableSpec] = {
@@ -54,6 +54,7 @@ INGREDIENTS_TABLES: dict[str, TableSpec] = {
         row_param="variant",
         rows={
             "ingredients/table2_default": "Default (I2V + Seg. + Before)",
+            "ingredients/table2_t2v_init": "T2V init",
             "ingredients/table2_vae_after": "VAE features concatenated after",
         },
         metrics=_metrics("CLIP-T (%)"),
@@ -68,6 +69,7 @@ INGREDIENTS_TABLES: dict[str, TableSpec] = {
         row_param="variant",
         rows={
             "ingredients/table2_default": "Default (I2V + Seg. + Before)",
+            "ingredients/table2_t2v_init_stage2": "T2V init",
             "ingredients/table2_vae_after_stage2": "VAE features concatenated after",
             "ingredients/table2_box": "Box-supervised router",
         },

@@ -20,6 +20,7 @@ from vidgen.methods.ingredients.denoiser import IngredientsCogVideoX
 from vidgen.methods.ingredients.init_from import load_stage
 from vidgen.methods.ingredients.losses import routing_accuracy, routing_loss
 from vidgen.methods.ingredients.projector import MultiScaleProjector
+from vidgen.methods.ingredients.t2v_init import init_from_t2v
 from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID, LABELS, make_transform
 
 # Stage-1 dropout (Sec. 3.3): "uniformly select global, local and completed facial information"
@@ -59,6 +60,8 @@ class IngredientsModule(DiffusionModule):
                 "method.init.from=RUN_DIR of an ingredients_stage1 run (or set INGREDIENTS_STAGE1_RUN)"
             )
         backbone = super().build_model(cfg, spec)
+        if hp.init["dit"] == "t2v":
+            init_from_t2v(backbone.model, str(cfg.backbone.size), hp.init.get("t2v_weights"))
         # LoRA of the DiT (Sec. 3.3), peft through diffusers' PeftAdapterMixin; lora_B starts at 0
         backbone.model.add_adapter(
             LoraConfig(
