@@ -87,3 +87,47 @@ def test_reference_errors_name_the_file_and_the_fix(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="not a readable image"):
         read_image(tmp_path / "bad.png")
+
+
+class _PlantedScrfd(torch.nn.Module):
+    """SCRFD's 9 outputs (scores, boxes, landmarks at strides 8/16/32; 640 input) with planted faces."""
+
+    def __init__(self, planted):
+        super().__init__()
+        for s in (8, 16, 32):
+            n = (640 // s) ** 2 * 2
+            score, dist, kps = torch.zeros(1, n, 1), torch.zeros(1, n, 4), torch.zeros(1, n, 10)
+            for stride, index, p, d, k in planted:
+                if stride == s:
+                    score[0, index, 0], dist[0, index], kps[0, index] = p, torch.tensor(d), torch.tensor(k)
+            self.register_buffer(f"s{s}", score)
+            self.register_buffer(f"d{s}", dist)
+            self.register_buffer(f"k{s}", kps)
+
+    def forward(self, x):
+        zero = x.sum() * 0
+        return tuple(getattr(self, f"{kind}{s}") + zero for kind in "sdk" for s in (8, 16, 32))
+
+
+def test_scrfd_decoding_letterbox_and_nms(tmp_path):
+    pytest.importorskip("onnx")
+    from vidgen.faces.detect import ScrfdDetector
+
+    lmk = [0.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0, 2.0, 1.0, 2.0]
+    cell = (10 * 40 + 20) * 2  # stride 16, row 10, column 20 -> centre (320, 160)
+    planted = [
+        (16, cell + 1, 0.9, [2.0, 3.0, 4.0, 5.0], lmk),
+        (16, cell, 0.8, [2.0, 3.0, 4.0, 5.0], lmk),  # the same face again: removed by NMS
+        (32, (2 * 20 + 3) * 2, 0.6, [1.0, 1.0, 1.0, 1.0], lmk),  # centre (96, 64)
+        (8, 5, 0.3, [1.0, 1.0, 1.0, 1.0], lmk),  # below the 0.5 threshold
+    ]
+    torch.onnx.export(_PlantedScrfd(planted), (torch.zeros(1, 3, 640, 640),), str(tmp_path / "scrfd_10g_bnkps.onnx"),
+                      dynamo=False, input_names=["input.1"])  # fmt: skip
+    found = ScrfdDetector(tmp_path).detect(torch.zeros(3, 320, 480))  # letterboxed to 640 x 426
+    scale = 426 / 320
+    assert [round(d.score, 4) for d in found] == [0.9, 0.6]
+    assert torch.allclose(found[0].box, torch.tensor([288.0, 112.0, 384.0, 240.0]) / scale, atol=1e-4)
+    assert torch.allclose(found[0].landmarks[2], torch.tensor([320 + 8.0, 160 + 16.0]) / scale, atol=1e-4)
+    assert torch.allclose(found[1].box, torch.tensor([64.0, 32.0, 128.0, 96.0]) / scale, atol=1e-4)
+    with pytest.raises(ConfigError, match="scrfd_10g_bnkps.onnx"):
+        ScrfdDetector(tmp_path / "empty")

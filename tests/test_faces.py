@@ -68,6 +68,24 @@ def test_eva_clip_round_trips_through_a_local_folder(tmp_path):
     assert torch.equal(loaded(x, (2,))[0], clip(x, (2,))[0])
 
 
+def test_eva_clip_loads_an_eva_clip_state_dict(tmp_path):
+    """EVA-CLIP's own layout: `visual.` prefix, stored RoPE tables, text tower keys alongside."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    clip = EvaClipVision(TINY_EVA_CLIP)
+    clip.save_pretrained(tmp_path)
+    state = {f"visual.{k}": v for k, v in clip.state_dict().items()}
+    state["visual.rope.freqs_cos"], state["visual.blocks.0.attn.rope.freqs_cos"] = (
+        torch.zeros(16, 16),
+        torch.zeros(16, 16),
+    )
+    state["text.token_embedding.weight"], state["logit_scale"] = torch.zeros(2, 2), torch.zeros(())
+    save_file(state, str(tmp_path / "model.safetensors"))
+    x = _crops()
+    assert torch.equal(EvaClipVision.from_pretrained(tmp_path)(x)[0], clip(x)[0])
+
+
 def test_eva_clip_refuses_weights_with_other_names(tmp_path):
     from safetensors.torch import save_file
 
@@ -77,6 +95,7 @@ def test_eva_clip_refuses_weights_with_other_names(tmp_path):
         EvaClipVision.from_pretrained(tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_onnx_arcface_matches_the_exported_network(tmp_path):
     pytest.importorskip("onnx")
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ and backbone. An existing `out=` file is refused unless `overwrite=true` (`sampl
 the mp4 is written to a temp file and renamed into place. The prompt is encoded by the data's text encoder (the shapes
 world's caption embedder, or a local text-encoder folder for shards) and the latents are decoded
 by the data's codec (the shapes codec or a local VAE folder).
+Identity-preserving methods also take `ids=[a.png,b.png]`, one reference face image per ID
+(`vidgen.faces.sampling.reference_inputs`), passed to the method's `generate_faces`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ from vidgen.methods import method_class
 from vidgen.run_folder import check_writable_dir
 from vidgen.train import build_datamodule, data_resolution
 
-SHORTHANDS = ("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed")
+SHORTHANDS = (
+    "ckpt",
+    "prompt",
+    "negative_prompt",
+    "out",
+    "overwrite",
+    "steps",
+    "guidance_scale",
+    "seed",
+    "ids",
+)
 
 
 def expand_shorthands(argv: list[str]) -> list[str]:
@@ -89,6 +101,9 @@ def sample(cfg: DictConfig) -> Path:
     embeds, mask = encoder.encode([str(cfg.sample.prompt)])
     null_embeds, null_mask = encoder.encode([str(cfg.sample.negative_prompt)])
     frames, height, width = data_resolution(cfg, spec)
+    if cfg.sample.get("ids") is not None:  # identity-preserving methods: reference faces (vidgen.faces)
+        latents = _generate_faces(cfg, module, embeds, mask, null_embeds, null_mask, (frames, height, width))
+        return _write(out, module.decode_sample(latents, codec))
     image_latents = None
     if spec.image_condition:
         if cfg.data.name != "shapes":
@@ -108,7 +123,33 @@ def sample(cfg: DictConfig) -> Path:
         seed=int(cfg.sample.seed),
         image_latents=image_latents,
     )
-    video = module.decode_sample(latents, codec)
+    return _write(out, module.decode_sample(latents, codec))
+
+
+def _generate_faces(cfg: DictConfig, module, embeds, mask, null_embeds, null_mask, size) -> torch.Tensor:
+    """Latents of the prompt with the `ids=[...]` reference faces, by the method's `generate_faces`."""
+    if not hasattr(module, "generate_faces"):
+        raise ConfigError(
+            f"ids={list(cfg.sample.ids)}: method={cfg.method.name} takes no reference faces. "
+            "Fix: drop ids=, or sample an identity-preserving experiment (e.g. exp=ingredients_stage2)"
+        )
+    from vidgen.faces.sampling import reference_inputs
+
+    return module.generate_faces(
+        reference_inputs(cfg),
+        embeds,
+        mask,
+        null_embeds,
+        null_mask,
+        latent_shape=module.latent_shape(*size),
+        steps=int(cfg.sample.steps),
+        guidance=str(cfg.sample.guidance),
+        guidance_scale=float(cfg.sample.guidance_scale),
+        seed=int(cfg.sample.seed),
+    )
+
+
+def _write(out: Path, video: torch.Tensor) -> Path:
     from vidgen.data.video_io import write_video
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             overrides_help(
                 "sample",
-                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [overrides...]',
+                'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] [ids=[a.png,b.png]] [overrides...]',
             )
         )
         return 0

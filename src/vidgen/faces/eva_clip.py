@@ -197,7 +197,8 @@ class EvaClipVision(nn.Module):
             ) from None
         model = cls(cfg)
         state = {k.removeprefix("visual."): v for k, v in load_file(str(weights)).items()}
-        state = {k: v for k, v in state.items() if not k.startswith("rope.")}  # recomputed buffers
+        # EVA-CLIP stores the RoPE tables (rope.freqs_cos, blocks.N.attn.rope.freqs_*): recomputed here
+        state = {k: v for k, v in state.items() if not (k.startswith("rope.") or ".rope." in k)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         unexpected = [k for k in unexpected if not k.startswith(("text.", "logit_scale", "transformer."))]
         if missing or unexpected:

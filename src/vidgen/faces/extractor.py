@@ -25,12 +25,14 @@ class FacesConfig:
 
     size: "real" loads `recognition` (a folder holding antelopev2's glintr100.onnx) and `clip`
     (a folder with config.json + model.safetensors of the EVA02-CLIP-L-14-336 vision tower);
-    "tiny" builds random-init twins (seeded by `seed`) and ignores the folders.
+    "tiny" builds random-init twins (seeded by `seed`) and ignores the folders. `detector` is read
+    by `detector_from_config` (reference images at sampling), not by the extractor.
     """
 
     size: str = "tiny"  # real | tiny
     recognition: str | None = None
     clip: str | None = None
+    detector: str | None = None  # folder with SCRFD (antelopev2); None: images are aligned crops already
     clip_blocks: tuple[int, ...] | None = None  # None: CLIP_BLOCKS (real) / TINY_CLIP_BLOCKS (tiny)
     seed: int = 0
 

@@ -164,9 +164,8 @@ def face_args(p) -> None:
     )
     g.add_argument(
         "--face-detector",
-        choices=("none", "shapes"),
         default="none",
-        help="none: align by the annotated boxes",
+        help="none (align by the annotated boxes) | shapes (exact, shapes world) | a folder with SCRFD (antelopev2)",
     )
     g.add_argument("--face-crop-size", type=int, default=512, help="aligned crop side (facexlib: 512)")
     g.add_argument("--num-identities", type=int, default=None, help="refuse id_index >= this")
@@ -174,16 +173,21 @@ def face_args(p) -> None:
 
 def face_precompute_from_args(args) -> FacePrecompute | None:
     """The FacePrecompute of `vidgen precompute`'s flags (None without --faces)."""
-    from vidgen.faces.detect import ShapesFaceDetector
+    from vidgen.faces.detect import ScrfdDetector, ShapesFaceDetector
     from vidgen.faces.extractor import FacesConfig
 
     if args.faces is None:
         return None
     cfg = FacesConfig(size=args.faces, recognition=args.face_recognition, clip=args.face_clip)
+    detector = None
+    if args.face_detector == "shapes":
+        detector = ShapesFaceDetector()
+    elif args.face_detector != "none":
+        detector = ScrfdDetector(args.face_detector)
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     return FacePrecompute(
         extractor=FacialExtractor.from_config(cfg),
-        detector=ShapesFaceDetector() if args.face_detector == "shapes" else None,
+        detector=detector,
         crop_size=args.face_crop_size,
         videos=Path(args.videos),
         num_identities=args.num_identities,

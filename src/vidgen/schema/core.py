@@ -74,6 +74,7 @@ class Sample(Section):
     guidance: Text = Field(description="a registered guidance name, e.g. cfg")
     guidance_scale: float = Field(ge=0, description="a number >= 0, e.g. 6.0")
     seed: int = Field(ge=0, description="an integer >= 0")
+    ids: list[Text] | None = Field(None, description="a list of reference face images [a.png, b.png], or null")
 
 
 class Backbone(Section):
