@@ -124,3 +124,27 @@ def test_stage2_init_from_loads_stage1_weights_and_refuses_other_runs(setup, tmp
     torch.save({"state_dict": partial}, run / "checkpoints" / "last.ckpt")
     with pytest.raises(ConfigError, match="lacks .* Ingredients weights"):
         setup(f"method.init.from={run}", stage=2, batch=0)
+
+
+def test_generate_faces_takes_any_number_of_references_up_to_max_ids(setup):
+    from vidgen.data.shapes import face_crop
+    from vidgen.faces import FacesConfig, FacialExtractor
+    from vidgen.faces.sampling import ReferenceFaces
+
+    module, _, _ = setup("method.injection.zero_init=false", stage=2, batch=0)
+    module.eval()
+    extractor = FacialExtractor.from_config(FacesConfig(size="tiny"))
+    dm = build_datamodule(module.cfg, module.spec)
+    text, mask = dm.text_encoder().encode(["a red face"])
+    null, null_mask = dm.null_text()
+
+    def sample(ids):
+        crops = torch.stack([face_crop(i) for i in ids])
+        refs = ReferenceFaces(crops=crops, embeddings=extractor(crops))
+        kw = dict(latent_shape=(16, 3, 8, 8), steps=2, seed=0, codec=dm.codec())
+        return module.generate_faces(refs, text, mask, null[None], null_mask[None], **kw)
+
+    one, two = sample([0]), sample([0, 1])
+    assert one.shape == two.shape == (1, 16, 3, 8, 8) and not torch.allclose(one, two)
+    with pytest.raises(ConfigError, match="5 reference faces, more than method.max_ids=4"):
+        sample([0, 1, 2, 3, 4])

@@ -108,6 +108,7 @@ class IngredientsFaces(Section):
     size: Literal["real", "tiny"] = Field(description="real (local weights) or tiny (random-init twins)")
     recognition: Text | None = Field(description="a folder holding antelopev2's glintr100.onnx, or null")
     clip: Text | None = Field(description="a folder with the EVA02-CLIP-L-14-336 vision tower, or null")
+    detector: Text | None = Field(description="a folder with SCRFD (antelopev2), or null (aligned crops)")
 
 
 class IngredientsMethod(Section):

@@ -15,13 +15,21 @@ from vidgen.data.sample import VideoBatch, VideoSample, collate
 from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
+from vidgen.methods.ingredients.composite import composite_latents
 from vidgen.methods.ingredients.config import IngredientsConfig
 from vidgen.methods.ingredients.denoiser import IngredientsCogVideoX
 from vidgen.methods.ingredients.init_from import load_stage
 from vidgen.methods.ingredients.losses import routing_accuracy, routing_loss
 from vidgen.methods.ingredients.projector import MultiScaleProjector
 from vidgen.methods.ingredients.t2v_init import init_from_t2v
-from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID, LABELS, make_transform
+from vidgen.methods.ingredients.transform import (
+    ID_GLOBAL,
+    ID_LOCAL,
+    ID_VALID,
+    LABELS,
+    make_transform,
+    pad_ids,
+)
 
 # Stage-1 dropout (Sec. 3.3): "uniformly select global, local and completed facial information"
 GLOBAL_ONLY, LOCAL_ONLY, COMPLETE = 0, 1, 2
@@ -132,22 +140,75 @@ class IngredientsModule(DiffusionModule):
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
-    def generate_faces(self, batch: VideoBatch, steps: int, seed: int) -> Tensor:
-        """Latents [B, C, F', H', W'] for a batch's captions and reference faces with ``sample.guidance``.
+    def generate_faces(
+        self,
+        references,
+        text_embeds: Tensor,
+        text_mask: Tensor,
+        null_embeds: Tensor,
+        null_mask: Tensor,
+        latent_shape: tuple[int, ...],
+        steps: int,
+        guidance: str = "cfg",
+        guidance_scale: float = 6.0,
+        seed: int = 0,
+        codec=None,
+    ) -> Tensor:
+        """`vidgen sample ids=[...]`: latents [1, *latent_shape] of a prompt with reference faces
+        (``vidgen.faces.sampling.ReferenceFaces``: aligned crops + embeddings, ID order); ``codec``
+        encodes their global composite (Sec. 3.2)."""
+        n = len(references.crops)
+        if n > self.hp.max_ids:
+            raise ConfigError(f"ids=: {n} reference faces, more than method.max_ids={self.hp.max_ids}")
+        if codec is None:
+            raise ConfigError(
+                "Ingredients sampling needs the data's codec to encode the face composite (codec=)"
+            )
+        emb, m = references.embeddings, self.hp.max_ids
+        dev = self.device
+        faces = self.model.project(
+            pad_ids(emb.global_.float(), m)[None].to(dev),
+            [pad_ids(x.float(), m)[None].to(dev) for x in emb.local],
+        )
+        _, _, h, w = latent_shape
+        scale = self.spec.vae_scale[1]
+        image = composite_latents(
+            references.crops.float().cpu(), codec, h * scale, w * scale, scale, self.hp.composite
+        )
+        cond = {
+            "text_embeds": text_embeds.to(dev),
+            "text_mask": text_mask.to(dev),
+            "image_latents": image[None].to(dev),
+            "faces": faces,
+            "face_valid": (torch.arange(m) < n)[None].to(dev),
+        }
+        uncond = {**cond, "text_embeds": null_embeds.to(dev), "text_mask": null_mask.to(dev)}
+        return self._sample(cond, uncond, (1, *latent_shape), steps, guidance, guidance_scale, seed)
 
-        The faces and the composite go to both CFG branches (released code, facts C.4); only the
-        caption is dropped in the unconditional one.
-        """
-        faces = self.face_inputs(batch)
+    @torch.no_grad()
+    def generate_batch(self, batch: VideoBatch, steps: int, seed: int) -> Tensor:
+        """Latents [B, C, F', H', W'] for a batch's captions and faces (evaluation) with ``sample.guidance``."""
         text, mask = batch.text_embeds, batch.text_mask
-        cond = {"text_embeds": text, "text_mask": mask, "image_latents": batch.image_latents, **faces}
+        cond = {
+            "text_embeds": text,
+            "text_mask": mask,
+            "image_latents": batch.image_latents,
+            **self.face_inputs(batch),
+        }
         uncond = {
             **cond,
             "text_embeds": self.null_text_embeds.to(text.dtype)[None].expand_as(text),
             "text_mask": self.null_text_mask[None].expand_as(mask),
         }
-        name = str(self.cfg.sample.guidance)
-        scale = {} if name == "none" else {"scale": float(self.cfg.sample.guidance_scale)}
+        guidance, scale = str(self.cfg.sample.guidance), float(self.cfg.sample.guidance_scale)
+        return self._sample(cond, uncond, tuple(batch.latents.shape), steps, guidance, scale, seed)
+
+    def _sample(
+        self, cond: dict, uncond: dict, shape, steps: int, guidance: str, scale: float, seed: int
+    ) -> Tensor:
+        """The shared sampler loop; faces and composite go to both CFG branches (released code, facts C.4),
+        only the caption is dropped in the unconditional one."""
+        guide = make_guidance(guidance) if guidance == "none" else make_guidance(guidance, scale=scale)
 
         def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
             return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
@@ -155,10 +216,10 @@ class IngredientsModule(DiffusionModule):
         return sample_latents(
             denoise,
             make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
-            tuple(batch.latents.shape),
+            tuple(shape),
             cond,
             uncond,
-            make_guidance(name, **scale),
+            guide,
             num_steps=steps,
             generator=torch.Generator(device="cpu").manual_seed(int(seed)),
             device=self.device,
@@ -186,7 +247,7 @@ class IngredientsModule(DiffusionModule):
         from vidgen.eval.face_metrics import shapes_identity_accuracy
 
         videos = datamodule.codec().decode(
-            self.generate_faces(batch, self.hp.eval_steps, int(self.cfg.seed)).cpu().float()
+            self.generate_batch(batch, self.hp.eval_steps, int(self.cfg.seed)).cpu().float()
         )
         scores = torch.cat(
             [shapes_identity_accuracy(v, datamodule.dataset.clip(i)) for v, i in zip(videos, indices)]
