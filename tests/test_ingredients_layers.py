@@ -43,6 +43,11 @@ def test_projector_shapes_and_ids_are_independent():
     out2 = proj(ids2, feats)
     assert torch.equal(out2[:, 0], out[:, 0]) and torch.equal(out2[:, 2], out[:, 2])
     assert not torch.allclose(out2[:, 1], out[:, 1])
+    feats2 = [f.clone() for f in feats]
+    feats2[3][:, 1] += 1.0  # change ID 1's local features at one scale only
+    out3 = proj(ids, feats2)
+    assert torch.equal(out3[:, 0], out[:, 0]) and torch.equal(out3[:, 2], out[:, 2])
+    assert not torch.allclose(out3[:, 1], out[:, 1])
     with pytest.raises(ValueError, match="expects 5 local feature scales, got 4"):
         proj(ids, feats[:4])
 
