@@ -1,6 +1,6 @@
 """Shapes-world effect check for Ingredients: does the routing loss route faces to the right ID?
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--stage1-steps 200] [--stage2-steps 200]
+    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--stage1-steps 100] [--stage2-steps 600]
 
 1. Stage 1 (`ingredients_stage1 preset=smoke`: tiny CogVideoX-5B-I2V, 9 x 64 x 64 shapes clips with
    2-3 textured faces each, tiny facial extractor) trains `--stage1-steps` steps from random init.
@@ -83,9 +83,9 @@ def train(module, samples, steps: int, args, on_eval=None) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage1-steps", type=int, default=200)
-    p.add_argument("--stage2-steps", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--stage1-steps", type=int, default=100)
+    p.add_argument("--stage2-steps", type=int, default=600)
+    p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--clips", type=int, default=24, help="training clips")
     p.add_argument(
         "--eval-clips", type=int, default=4, help="held-out clips (routing accuracy, right-ID fraction)"
