@@ -1,4 +1,4 @@
-"""Shapes-world effect of Ingredients' routing loss (benchmarks/ingredients_routing.py): ~20 s idle, ~7 min under load."""
+"""Shapes-world effect of Ingredients' routing loss (benchmarks/ingredients_routing.py): minutes on 2 shared CPU cores."""
 
 from __future__ import annotations
 
