@@ -139,7 +139,9 @@ def sample(cfg: DictConfig) -> Path:
     null_embeds, null_mask = encoder.encode([str(cfg.sample.negative_prompt)])
     frames, height, width = data_resolution(cfg, spec)
     if cfg.sample.get("ids") is not None:  # identity-preserving methods: reference faces (vidgen.faces)
-        latents = _generate_faces(cfg, module, embeds, mask, null_embeds, null_mask, (frames, height, width))
+        latents = _generate_faces(
+            cfg, module, embeds, mask, null_embeds, null_mask, (frames, height, width), codec
+        )
         return _write(out, module.decode_sample(latents, codec))
     image_latents = None
     if spec.image_condition:
@@ -177,7 +179,9 @@ def sample(cfg: DictConfig) -> Path:
     return _write(out, video)
 
 
-def _generate_faces(cfg: DictConfig, module, embeds, mask, null_embeds, null_mask, size) -> torch.Tensor:
+def _generate_faces(
+    cfg: DictConfig, module, embeds, mask, null_embeds, null_mask, size, codec=None
+) -> torch.Tensor:
     """Latents of the prompt with the `ids=[...]` reference faces, by the method's `generate_faces`."""
     if not hasattr(module, "generate_faces"):
         raise ConfigError(
@@ -197,6 +201,7 @@ def _generate_faces(cfg: DictConfig, module, embeds, mask, null_embeds, null_mas
         guidance=str(cfg.sample.guidance),
         guidance_scale=float(cfg.sample.guidance_scale),
         seed=int(cfg.sample.seed),
+        codec=codec,  # Ingredients encodes the reference faces' composite (the I2V image latent)
     )
 
 

@@ -42,7 +42,9 @@ class JDMMethod(Section):
     cmi_file: Text | None = Field(description="the file of `vidgen jdm cmi`, or null (the data's)")
     eval_samples: int | None = Field(ge=0, description="an integer >= 0 (prompts evaluated), or null")
     eval_prompts: Text | None = Field(description="a prompt file (one per line), or null")
-    eval_steps: int | None = Field(ge=1, description="an integer >= 1 (sampler steps of the evaluation), or null")
+    eval_steps: int | None = Field(
+        ge=1, description="an integer >= 1 (sampler steps of the evaluation), or null"
+    )
     eval_reference_masks: Text | None = Field(description="a folder of reference segmentations, or null")
     eval_videos: Text | None = Field(description="a folder to write the generated videos to, or null")
     mask_threshold: float = Field(description="a number (the decoded mask is RGB mean > threshold)")
@@ -50,7 +52,9 @@ class JDMMethod(Section):
 
 class STIVInit(Section):
     from_: Text | None = Field(None, alias="from", description="a run folder (progressive init), or null")
-    temporal_from: Text | None = Field(None, description="a run folder whose temporal attention is used, or null")
+    temporal_from: Text | None = Field(
+        None, description="a run folder whose temporal attention is used, or null"
+    )
 
 
 class STIVMethod(Section):
@@ -58,7 +62,9 @@ class STIVMethod(Section):
 
     name: Literal["stiv"]
     task: Literal["t2i", "t2v"] = Field(description="t2i or t2v")
-    objective: Literal["flow", "ddpm_eps"] = Field(description="flow (Eq. 1-2) or ddpm_eps (Table 2 baseline)")
+    objective: Literal["flow", "ddpm_eps"] = Field(
+        description="flow (Eq. 1-2) or ddpm_eps (Table 2 baseline)"
+    )
     arch: dict = Field(description="STIVDiT constructor overrides, e.g. {qk_norm: false}")
     spatial_mask_ratio: float = Field(ge=0, lt=1, description="a number in [0, 1) (MaskDiT)")
     temporal_mask_ratio: float = Field(ge=0, lt=1, description="a number in [0, 1)")
@@ -99,9 +105,45 @@ class InstanceVMethod(Section):
     clip_models: InstanceVClipModels = Field(description="{clip_b: FOLDER|null, clip_l: FOLDER|null}")
 
 
+class IngredientsInit(Section):
+    from_: Text | None = Field(None, alias="from", description="stage 1's run folder (or a .ckpt), or null")
+    dit: Literal["i2v", "t2v"] = Field("i2v", description="i2v or t2v (Table 2 initialisation)")
+    t2v_weights: Text | None = Field(None, description="a CogVideoX-5B folder (init.dit=t2v), or null")
+
+
+class IngredientsFaces(Section):
+    size: Literal["real", "tiny"] = Field(description="real (local weights) or tiny (random-init twins)")
+    recognition: Text | None = Field(description="a folder holding antelopev2's glintr100.onnx, or null")
+    clip: Text | None = Field(description="a folder with the EVA02-CLIP-L-14-336 vision tower, or null")
+    detector: Text | None = Field(description="a folder with SCRFD (antelopev2), or null (aligned crops)")
+
+
+class IngredientsMethod(Section):
+    """conf/method/ingredients.yaml (Ingredients Sec. 3-4, Tables 2-3); dims are checked by the modules."""
+
+    name: Literal["ingredients"]
+    stage: Literal[1, 2] = Field(description="1 (facial embedding alignment) or 2 (router fine-tuning)")
+    init: IngredientsInit = Field(description="{from: RUN_DIR | null}")
+    max_ids: int = Field(ge=1, description="an integer >= 1 (most reference IDs per clip)")
+    faces: IngredientsFaces = Field(description="{size, recognition, clip}")
+    projector: dict = Field(description="MultiScaleProjector sizes {dim, layers_per_scale, heads, ...}")
+    injection: dict = Field(description="{interval: 1|2, heads, dim_head, scale, zero_init}")
+    router: dict = Field(description="{mlp: bool, inner: int, sqrt_d: bool, mode: argmax|softmax}")
+    routing_loss: Literal["ce", "mse", "none"] = Field(description="ce (Eq. 5), mse or none (Table 3)")
+    routing_weight: float = Field(ge=0, description="a number >= 0 (lambda of Eq. 5)")
+    labels: Literal["seg", "box"] = Field(description="seg or box (Table 2 router supervision)")
+    lora: dict = Field(description="{rank, alpha, targets}")
+    face_dropout: bool = Field(description="true or false (stage-1 global/local/complete dropout)")
+    composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
+    eval_samples: int = Field(ge=0, description="an integer >= 0")
+    eval_steps: int = Field(ge=0, description="an integer >= 0 (0: no generation in evaluate)")
+    tiny: dict = Field(description="section overrides used at backbone.size=tiny")
+
+
 METHOD_SECTIONS: dict[str, type[Section]] = {
     "finetune": FinetuneMethod,
     "jdm": JDMMethod,
     "instancev": InstanceVMethod,  # issue 11
     "stiv": STIVMethod,  # issue 12
+    "ingredients": IngredientsMethod,  # issue 13
 }

@@ -231,3 +231,7 @@ def table_spec(sweep_name: str) -> TableSpec | None:
 from vidgen.sweeps.tables_stiv import STIV_TABLES  # noqa: E402
 
 TABLES.update(STIV_TABLES)
+
+from vidgen.sweeps.tables_ingredients import INGREDIENTS_TABLES  # noqa: E402
+
+TABLES.update(INGREDIENTS_TABLES)

@@ -1,0 +1,32 @@
+"""The global facial embedding (Sec. 3.1-3.2): the ID crops VAE-encoded as the I2V image latent.
+
+``before`` (Table 2 default): all crops pasted on one white canvas (``vidgen.faces.compose_canvas``,
+the released 720 x 480 layout scaled to the clip), one VAE pass. ``after`` (Table 2's alternative):
+the canvas cut into N side-by-side tiles, one face per tile, each tile encoded by its own VAE pass
+and the latents concatenated along the width: the same layout, combined in latent space instead of
+pixel space (the paper says only "concatenate the features at a latent space"; a choice).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vidgen.faces import compose_canvas
+
+FACE_FRACTION = 360 / 480  # released: 360 px faces on a 480 px high canvas
+
+
+def composite_latents(crops: Tensor, codec, height: int, width: int, scale: int, mode: str) -> Tensor:
+    """crops [K, 3, S, S] in [-1, 1] -> image latents [C, 1, height / scale, width / scale]."""
+    face = int(round(height * FACE_FRACTION))
+    if mode == "before":
+        canvas = compose_canvas(crops, height, width, face)  # [3, H, W]
+        return codec.encode(canvas[None, :, None])[0]
+    cols = width // scale  # latent columns, shared out over the K tiles
+    split = [cols // len(crops) + (1 if i < cols % len(crops) else 0) for i in range(len(crops))]
+    tiles = [
+        codec.encode(compose_canvas(crop[None], height, n * scale, face)[None, :, None])[0]
+        for crop, n in zip(crops, split)
+    ]
+    return torch.cat(tiles, dim=-1)
