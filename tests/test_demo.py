@@ -138,7 +138,10 @@ def test_table3_keeps_the_paper_rows_and_adds_ours_at_demo_scale():
     assert all(c.paper_best for c in report.rows[1].cells) and not any(
         c.paper_best for c in report.rows[0].cells
     )
-    html = table3_html({"mask_iou": 0.61234, "mask_f1": 0.7, "mask_pixel_acc": 0.9}, "preset=demo", "run")
+    html = table3_html(
+        {"mask_iou": 0.61234, "mask_f1": 0.7, "mask_pixel_acc": 0.9}, "preset=demo", "run", 1500
+    )
+    assert "tiny · 1500 steps · shapes" in html
     assert "0.6123" in html and all(v in html for v in PAPER_T3)
 
 

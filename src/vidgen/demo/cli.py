@@ -173,7 +173,7 @@ def demo_page(
             "codec ceiling (ground truth encoded and decoded)": summary["codec ceiling"],
         },
         loss_png=loss_curve_png(read_metrics(run_dir)),
-        table3_html=table3_html(summary["trained"], setting, str(run_dir)),
+        table3_html=table3_html(summary["trained"], setting, str(run_dir), int(cfg.train.max_steps)),
         footer=f"run folder: {run_dir} · training {trained_s:.0f} s · written {time.strftime('%Y-%m-%d %H:%M:%S')}",
     )
 

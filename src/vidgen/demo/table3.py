@@ -8,7 +8,7 @@ paper value to compare against.
 from __future__ import annotations
 
 from vidgen.reference import get_table
-from vidgen.report.collect import RunResult
+from vidgen.report.collect import RunResult, Scale
 from vidgen.report.render import html_table
 from vidgen.report.table import Cell, Report, Row
 from vidgen.sweeps.tables import table_spec
@@ -21,7 +21,7 @@ PAPER_SCALE = (
 )
 
 
-def table3_report(metrics: dict[str, float], setting: str, run_ref: str) -> Report:
+def table3_report(metrics: dict[str, float], setting: str, run_ref: str, steps: int | None = None) -> Report:
     """`metrics` holds mask_iou, mask_f1, mask_pixel_acc (the keys of Table 3's columns without "eval/")."""
     spec = table_spec(SWEEP)
     ref = get_table(spec.paper, spec.table)
@@ -34,7 +34,9 @@ def table3_report(metrics: dict[str, float], setting: str, run_ref: str) -> Repo
         ]
         rows.append(Row(exp_of.get(ref_row["label"], ""), ref_row["label"], "", [], cells))
     ours = [Cell(m, None, values=[float(metrics[m.key.removeprefix("eval/")])]) for m in spec.metrics]
-    run = RunResult(source="local", ref=run_ref, params={}, status="completed")
+    run = RunResult(  # the demo's scale: a tiny backbone on the shapes world (no Δ against the paper)
+        source="local", ref=run_ref, params={}, status="completed", scale=Scale("tiny", steps, "shapes")
+    )
     rows.append(Row(setting, ROW_LABEL, "", [run], ours))
     directions = {m["name"]: m.get("direction", "none") for m in ref.get("metrics", [])}
     for j, metric in enumerate(spec.metrics):  # bold the paper's best, as `vidgen report` does
@@ -47,5 +49,5 @@ def table3_report(metrics: dict[str, float], setting: str, run_ref: str) -> Repo
     return Report(None, spec, ref.get("caption", ""), ref.get("kind", ""), rows, directions)
 
 
-def table3_html(metrics: dict[str, float], setting: str, run_ref: str) -> str:
-    return html_table(table3_report(metrics, setting, run_ref))
+def table3_html(metrics: dict[str, float], setting: str, run_ref: str, steps: int | None = None) -> str:
+    return html_table(table3_report(metrics, setting, run_ref, steps))
