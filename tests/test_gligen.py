@@ -1,0 +1,109 @@
+"""GLIGEN (methods/gligen): zero gates = the backbone bit for bit on sd1.5 / ModelScope / Wan, grounding
+arrives once the gates open, per-block parameter counts, freezing, scheduled sampling."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from vidgen.backbones import build_backbone, get_backbone
+from vidgen.instances.gated_attention import gated_block_parameters
+from vidgen.methods.gligen.denoiser import GLIGENSD, GLIGENModelScope, GLIGENWan, build_gligen
+
+BACKBONES = ["sd1.5", "modelscope-t2v", "wan2.1-1.3b"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _pair(name):
+    torch.manual_seed(0)
+    plain = build_backbone(name, size="tiny", init="random")
+    spec = plain.spec
+    d = spec.text_dim_for("tiny")
+    return plain, build_gligen(copy.deepcopy(plain), phrase_dim=d, token_dim=d)
+
+
+def _inputs(name, seed=1):
+    spec = get_backbone(name)
+    g = torch.Generator().manual_seed(seed)
+    c, f, h, w = spec.latent_shape(spec.tiny_frames, 32, 32)
+    b, m, d = 2, 30, spec.tiny_text_dim
+    args = (
+        torch.randn(b, c, f, h, w, generator=g),
+        torch.tensor([500, 20]),
+        torch.randn(b, spec.tiny_text_len, d, generator=g),
+        torch.ones(b, spec.tiny_text_len, dtype=torch.bool),
+    )
+    masks = torch.zeros(b, f, m)
+    masks[:, :, :3] = 1
+    xy = torch.rand(b, f, m, 2, generator=g) * 0.5
+    grounding = {
+        "grounding_boxes": torch.cat([xy, xy + 0.4], -1) * masks[..., None],
+        "grounding_masks": masks,
+        "grounding_phrases": torch.randn(b, f, m, d, generator=g) * masks[..., None],
+    }
+    return args, grounding
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@torch.no_grad()
+def test_zero_gates_are_the_backbone_bit_for_bit(name):
+    plain, gligen = _pair(name)
+    args, grounding = _inputs(name)
+    reference = plain(*args)
+    assert torch.equal(gligen(*args, **grounding), reference)  # step 0: tanh(0) = 0 gates
+    assert torch.equal(gligen(*args), reference)  # no grounding (scheduled sampling's beta = 0)
+    gligen.set_gates(0.5)
+    grounded = gligen(*args, **grounding)
+    assert not torch.allclose(grounded, reference, atol=1e-4)
+    moved = dict(grounding, grounding_boxes=grounding["grounding_boxes"].flip(-1))
+    assert not torch.allclose(gligen(*args, **moved), grounded, atol=1e-5)  # the boxes matter
+    with pytest.raises(ValueError, match="or none"):
+        gligen(*args, grounding_boxes=grounding["grounding_boxes"])
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_blocks_follow_the_formula_and_only_they_train(name):
+    plain, gligen = _pair(name)
+    fusers = gligen.fusers()
+    # tiny U-Nets: down 1 + mid 1 + up 2 transformer blocks; tiny Wan: 2 blocks
+    n_blocks = {"sd1.5": 4, "modelscope-t2v": 4, "wan2.1-1.3b": 2}[name]
+    assert len(fusers) == n_blocks
+    c = gligen.spec.text_dim_for("tiny")
+    added = sum(gated_block_parameters(f.linear.out_features, c) for f in fusers)
+    net = gligen.model.position_net if isinstance(gligen, GLIGENSD) else gligen.position_net
+    n_net = sum(p.numel() for p in net.parameters())
+    assert n_net == (c + 64) * 512 + 512 + 512 * 512 + 512 + 512 * c + c + c + 64
+    total = sum(p.numel() for p in gligen.parameters())
+    assert total == sum(p.numel() for p in plain.parameters()) + added + n_net
+    trainable = sum(p.numel() for p in gligen.parameters() if p.requires_grad)
+    assert trainable == added + n_net
+
+
+def test_family_classes_and_unsupported_backbone():
+    assert isinstance(_pair("sd1.5")[1], GLIGENSD)
+    assert isinstance(_pair("modelscope-t2v")[1], GLIGENModelScope)
+    assert isinstance(_pair("wan2.1-1.3b")[1], GLIGENWan)
+    from vidgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method=gligen is implemented on"):
+        build_gligen(build_backbone("cogvideox-2b", size="tiny"), 32, 32)
+
+
+def test_real_sd15_adds_the_official_parameter_count():
+    """official-code-facts A.2: 16 blocks (d = 320 x5, 640 x5, 1280 x6) = 208,018,272 + PositionNet 1,083,968."""
+    with torch.device("meta"):
+        plain = build_backbone("sd1.5", size="real", init="random")
+        gligen = build_gligen(plain, phrase_dim=768, token_dim=768)
+    widths = sorted(f.linear.out_features for f in gligen.fusers())
+    assert widths == [320] * 5 + [640] * 5 + [1280] * 6
+    added = sum(p.numel() for p in gligen.parameters()) - 859_520_964
+    assert added == 208_018_272 + 1_083_968
