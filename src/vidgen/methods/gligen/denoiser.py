@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from vidgen.backbones.registry import Backbone
 from vidgen.errors import ConfigError
 from vidgen.instances.gated_attention import GatedSelfAttention, GroundingTokenNet, gated_block_parameters
+from vidgen.methods.gligen.config import VIDEO_ATTENTION
 
 GROUNDING_KEYS = ("grounding_boxes", "grounding_masks", "grounding_phrases")
 
@@ -194,8 +195,13 @@ class GLIGENModelScope(GLIGENDenoiser):
 class GLIGENWan(GLIGENDenoiser):
     """wan2.1: WanTransformer3DModel.forward (T2V) with a gated block after each block's self-attention."""
 
-    def __init__(self, backbone: Backbone, phrase_dim: int, token_dim: int):
+    def __init__(self, backbone: Backbone, phrase_dim: int, token_dim: int, video_attention: str = "frame"):
         super().__init__(backbone)
+        if video_attention not in VIDEO_ATTENTION:
+            raise ConfigError(
+                f"method.video_attention={video_attention!r}; use one of {', '.join(VIDEO_ATTENTION)}"
+            )
+        self.video_attention = video_attention
         heads, d_head = self.model.config.num_attention_heads, self.model.config.attention_head_dim
         self.gated = nn.ModuleList(
             GatedSelfAttention(heads * d_head, token_dim, heads, d_head) for _ in self.model.blocks
@@ -212,7 +218,10 @@ class GLIGENWan(GLIGENDenoiser):
         h = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
         x = (x.float() + block.attn1(h, None, None, rope) * gate_msa).type_as(x)
         if objs is not None:
-            x = self.gated[i](x, objs, frames)
+            if self.video_attention == "joint":  # every token with every frame's grounding tokens
+                x = self.gated[i](x, objs.reshape(x.shape[0], -1, objs.shape[-1]))
+            else:
+                x = self.gated[i](x, objs, frames)
         h = block.norm2(x.float()).type_as(x)
         x = x + block.attn2(h, ctx, None, None)
         h = (block.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
@@ -258,14 +267,16 @@ class GLIGENWan(GLIGENDenoiser):
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
-def build_gligen(backbone: Backbone, phrase_dim: int, token_dim: int) -> GLIGENDenoiser:
+def build_gligen(
+    backbone: Backbone, phrase_dim: int, token_dim: int, video_attention: str = "frame"
+) -> GLIGENDenoiser:
     family = backbone.spec.family
     if family == "sd":
         return GLIGENSD(backbone, token_dim)
     if family == "modelscope":
         return GLIGENModelScope(backbone, phrase_dim, token_dim)
     if family == "wan":
-        return GLIGENWan(backbone, phrase_dim, token_dim)
+        return GLIGENWan(backbone, phrase_dim, token_dim, video_attention)
     raise ConfigError(
         f"method=gligen is implemented on sd1.5, modelscope-t2v and Wan2.1; backbone={backbone.spec.name}. "
         "Fix: backbone=sd1.5, backbone=modelscope-t2v or backbone=wan2.1-1.3b"
