@@ -151,7 +151,9 @@ def test_sd15_folds_frames_into_batch():
         out = bb(latents, t, text)
         for i in range(2):
             for k in range(3):
-                one = bb.model(latents[i : i + 1, :, k], t[i : i + 1], encoder_hidden_states=text[i : i + 1]).sample
+                one = bb.model(
+                    latents[i : i + 1, :, k], t[i : i + 1], encoder_hidden_states=text[i : i + 1]
+                ).sample
                 torch.testing.assert_close(out[i : i + 1, :, k], one, rtol=1e-5, atol=1e-5)
     assert out.shape == latents.shape
 
