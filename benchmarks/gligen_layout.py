@@ -9,7 +9,8 @@
    `method.phrase_pool=mean`: the shapes world's word embedder has no pooled EOS token, and its last
    word is the shape, not the colour the detector looks for).
 3. Each model generates the first `--eval-samples` images (`--eval-steps` DDIM steps, CFG 7.5; GLIGEN
-   with scheduled sampling tau 0.3); every instance is found by its prompt's colour with the shapes
+   with scheduled sampling tau 0.3, and the same weights with tau 1: grounded at every step); every
+   instance is found by its prompt's colour with the shapes
    world's exact detector and scored (a) by box IoU against its ground-truth box (mean and
    area-weighted, vidgen.eval.instance_metrics) and (b) by COCO box AP (pycocotools COCOeval, one class
    per colour, score = the share of the detected box its colour fills).
@@ -193,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         ov = ["exp=gligen_sd15", *common(args, tmp / "gligen", args.steps), *base, "method.phrase_pool=mean"]
         run = train_run(ov)
         results["gligen_sd15"] = evaluate(args, ov, run / "checkpoints" / "last.ckpt")
+        # the same weights grounded at every step (scheduled sampling off: tau = 1)
+        results["gligen_sd15_tau1"] = evaluate(
+            args, [*ov, "method.scheduled_tau=1.0"], run / "checkpoints" / "last.ckpt"
+        )
     g, f = results["gligen_sd15"], results["ft_sd15"]
     ok = g["layout_iou_aw"] > f["layout_iou_aw"] and g["box_ap"] > f["box_ap"]
     record = {

@@ -4,6 +4,7 @@ arrives once the gates open, per-block parameter counts, freezing, scheduled sam
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -23,12 +24,17 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _pair(name):
+@functools.cache
+def _built(name):
     torch.manual_seed(0)
     plain = build_backbone(name, size="tiny", init="random")
-    spec = plain.spec
-    d = spec.text_dim_for("tiny")
+    d = plain.spec.text_dim_for("tiny")
     return plain, build_gligen(copy.deepcopy(plain), phrase_dim=d, token_dim=d)
+
+
+def _pair(name):
+    """(plain tiny backbone, GLIGEN on a copy of it): built once per module, copied per test."""
+    return copy.deepcopy(_built(name))
 
 
 def _inputs(name, seed=1):
@@ -185,6 +191,7 @@ def test_bad_input_is_one_clean_error(smoke, capsys):
         GLIGENModule(load_config(smoke("backbone=cogvideox-2b", exp="gligen_sd15")))
 
 
+@pytest.mark.slow
 def test_profile_counts_the_gated_blocks(smoke):
     from vidgen.profile import profile
 
