@@ -215,7 +215,7 @@ def _save_pipeline_folder(bb: Backbone, root, subfolder: str):
     )
 
 
-@pytest.mark.parametrize("name", ["cogvideox-5b-i2v", "wan2.1-1.3b", "modelscope-t2v", "cogvideox-2b"])
+@pytest.mark.parametrize("name", ["cogvideox-5b-i2v", "wan2.1-1.3b", "modelscope-t2v", "cogvideox-2b", "sd1.5"])
 def test_load_from_diffusers_folder(name, tmp_path):
     spec = get_backbone(name)
     torch.manual_seed(0)
