@@ -13,6 +13,7 @@ METHODS = {
     "stiv": "vidgen.methods.stiv.module:STIVModule",
     "instancev": "vidgen.methods.instancev.module:InstanceVModule",
     "ingredients": "vidgen.methods.ingredients.module:IngredientsModule",
+    "gligen": "vidgen.methods.gligen.module:GLIGENModule",
 }
 
 

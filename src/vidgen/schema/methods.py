@@ -140,10 +140,25 @@ class IngredientsMethod(Section):
     tiny: dict = Field(description="section overrides used at backbone.size=tiny")
 
 
+class GLIGENMethod(Section):
+    """conf/method/gligen.yaml of issue 14 (GLIGEN, official-code-facts A)."""
+
+    name: Literal["gligen"]
+    max_boxes: int = Field(ge=1, le=30, description="an integer in [1, 30] (grounding slots)")
+    phrase_pool: Literal["eos", "mean"] = Field(description="eos (CLIP pooled) or mean")
+    token_dim: int | None = Field(ge=1, description="an integer >= 1, or null (768 real / tiny text width)")
+    video_attention: Literal["frame", "joint"] = Field(description="frame (per latent frame) or joint (Wan)")
+    grounding_dropout: float = Field(ge=0, le=1, description="a number in [0, 1] (0.1: 10 % null grounding)")
+    scheduled_tau: float = Field(ge=0, le=1, description="a number in [0, 1] (grounded share of steps)")
+    eval_samples: int = Field(ge=0, description="an integer >= 0")
+    eval_steps: int = Field(ge=1, description="an integer >= 1")
+
+
 METHOD_SECTIONS: dict[str, type[Section]] = {
     "finetune": FinetuneMethod,
     "jdm": JDMMethod,
     "instancev": InstanceVMethod,  # issue 11
     "stiv": STIVMethod,  # issue 12
     "ingredients": IngredientsMethod,  # issue 13
+    "gligen": GLIGENMethod,  # issue 14
 }

@@ -1,0 +1,283 @@
+"""GLIGEN's gated self-attention in every transformer block of a backbone (official-code-facts A.1-A.3).
+
+One wrapper per family; all take the same grounding inputs (``GROUNDING_KEYS``) and, without
+them, are the plain backbone (scheduled sampling's beta = 0):
+
+- ``GLIGENSD``          sd1.5: diffusers' own gated U-Net (``attention_type="gated"``: a
+                        ``GatedSelfAttentionDense`` ``fuser`` in every ``BasicTransformerBlock``
+                        and a ``GLIGENTextBoundingboxProjection`` ``position_net``), SD weights loaded.
+- ``GLIGENModelScope``  the same diffusers ``fuser`` in every spatial block of the 3D U-Net (they run
+                        per frame: frame f's tokens meet frame f's grounding tokens); the temporal
+                        blocks never see the grounding (a pre-hook strips it).
+- ``GLIGENWan``         diffusers' Wan drops attention kwargs (STYLE.md), so this owns the block loop
+                        (like ``vidgen.methods.instancev.denoiser.InstanceVWan``) and calls a
+                        ``GatedSelfAttention`` between self- and cross-attention, per latent frame.
+
+Only the gated blocks and the token net train; the backbone is frozen. Gates start at 0, so the
+output equals the backbone's bit for bit until they move (tests/test_gligen.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention import BasicTransformerBlock, GatedSelfAttentionDense
+from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from vidgen.backbones.registry import Backbone
+from vidgen.errors import ConfigError
+from vidgen.instances.gated_attention import GatedSelfAttention, GroundingTokenNet, gated_block_parameters
+from vidgen.methods.gligen.config import VIDEO_ATTENTION
+
+GROUNDING_KEYS = ("grounding_boxes", "grounding_masks", "grounding_phrases")
+
+
+def _check_grounding(boxes, masks, phrases) -> bool:
+    given = [x is not None for x in (boxes, masks, phrases)]
+    if any(given) and not all(given):
+        raise ValueError(f"GLIGEN needs all of {GROUNDING_KEYS} or none")
+    return all(given)
+
+
+def _frames_first(x: Tensor) -> Tensor:
+    """[B, F', ...] -> [B * F', ...] (frames fastest: the order a per-frame U-Net batches in)."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def _check_blocks(fusers, what: str) -> None:
+    """Every block's parameter count is the paper's 16 d^2 + c d + 15 d + 2 (issue 14)."""
+    for fuser in fusers:
+        d, c = fuser.linear.out_features, fuser.linear.in_features
+        n = sum(p.numel() for p in fuser.parameters())
+        if n != gated_block_parameters(d, c):
+            raise AssertionError(
+                f"{what}: a gated block (d={d}, c={c}) has {n} parameters, not 16d^2+cd+15d+2"
+            )
+
+
+class GLIGENDenoiser(Backbone):
+    """Common part: frozen backbone, trainable ``fusers`` + token net, the grounding signature.
+
+    ``forward(latents, timesteps, text_embeds, text_mask=None, image_latents=None,
+    grounding_boxes=None, grounding_masks=None, grounding_phrases=None)``: boxes [B, F', M, 4]
+    normalised xyxy, masks [B, F', M] (1 = a box, 0 = an empty slot -> null token), phrases
+    [B, F', M, D_text] pooled phrase embeddings (``vidgen.instances.gated_attention.grounding_slots``).
+    """
+
+    def __init__(self, backbone: Backbone, model: nn.Module | None = None):
+        super().__init__(model if model is not None else backbone.model, backbone.spec, backbone.size)
+
+    def fusers(self) -> list[GatedSelfAttentionDense]:
+        return [m for m in self.modules() if isinstance(m, GatedSelfAttentionDense)]
+
+    def set_gates(self, value: float) -> None:
+        """Fill every alpha_attn / alpha_dense (tests: 0 = the backbone, nonzero = grounding arrives)."""
+        with torch.no_grad():
+            for f in self.fusers():
+                f.alpha_attn.fill_(value)
+                f.alpha_dense.fill_(value)
+
+    def _freeze(self, token_net: nn.Module) -> None:
+        self.requires_grad_(False)
+        for f in self.fusers():
+            f.requires_grad_(True)
+        token_net.requires_grad_(True)
+        _check_blocks(self.fusers(), f"GLIGEN on {self.spec.name}")
+
+
+class GLIGENSD(GLIGENDenoiser):
+    """sd1.5: ``UNet2DConditionModel(attention_type="gated")`` holding the backbone's weights."""
+
+    def __init__(self, backbone: Backbone, token_dim: int):
+        plain = backbone.model
+        config = {k: v for k, v in plain.config.items() if not k.startswith("_")}
+        if token_dim != config["cross_attention_dim"]:
+            raise ConfigError(
+                f"method.token_dim={token_dim}: on sd1.5 GLIGEN's grounding tokens have the U-Net's "
+                f"cross-attention width {config['cross_attention_dim']}; set method.token_dim=null"
+            )
+        dtype = next(plain.parameters()).dtype
+        gated = UNet2DConditionModel.from_config({**config, "attention_type": "gated"})
+        if dtype != torch.float32:
+            gated.to(dtype)
+        missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
+        extra = [k for k in missing if not (".fuser." in k or k.startswith("position_net."))]
+        if unexpected or extra:
+            raise RuntimeError(
+                f"gated U-Net does not hold the SD weights: missing {extra}, unexpected {unexpected}"
+            )
+        if getattr(plain, "is_gradient_checkpointing", False):
+            gated.enable_gradient_checkpointing()
+        gated.train(plain.training)
+        super().__init__(backbone, model=gated)
+        self.plain_forward = type(backbone).forward  # SD15Backbone.forward: frames folded into the batch
+        self._freeze(self.model.position_net)
+
+    def forward(
+        self,
+        latents,
+        timesteps,
+        text_embeds,
+        text_mask=None,
+        image_latents=None,
+        grounding_boxes=None,
+        grounding_masks=None,
+        grounding_phrases=None,
+    ):
+        kwargs = None
+        if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
+            # the U-Net's forward turns these into {"objs": position_net(...)} (a fresh dict: it pops)
+            kwargs = {
+                "gligen": {
+                    "boxes": _frames_first(grounding_boxes),
+                    "masks": _frames_first(grounding_masks),
+                    "positive_embeddings": _frames_first(grounding_phrases),
+                }
+            }
+        return self.plain_forward(self, latents, timesteps, text_embeds, text_mask, image_latents, kwargs)
+
+
+def _strip_gligen(module, args, kwargs):
+    """Pre-hook of ModelScope's temporal transformers: grounding is per frame, not over time."""
+    cak = kwargs.get("cross_attention_kwargs")
+    if cak and "gligen" in cak:
+        kwargs = {**kwargs, "cross_attention_kwargs": {k: v for k, v in cak.items() if k != "gligen"}}
+    return args, kwargs
+
+
+class GLIGENModelScope(GLIGENDenoiser):
+    """modelscope-t2v: a diffusers ``fuser`` in every spatial ``BasicTransformerBlock`` of the 3D U-Net."""
+
+    def __init__(self, backbone: Backbone, phrase_dim: int, token_dim: int):
+        super().__init__(backbone)
+        temporal = {
+            id(b)
+            for m in self.model.modules()
+            if isinstance(m, TransformerTemporalModel)
+            for b in m.modules()
+        }
+        for m in self.model.modules():
+            if isinstance(m, TransformerTemporalModel):
+                m.register_forward_pre_hook(_strip_gligen, with_kwargs=True)
+            elif isinstance(m, BasicTransformerBlock) and id(m) not in temporal:
+                d = m.norm1.normalized_shape[0]
+                m.fuser = GatedSelfAttention(d, token_dim, m.attn1.heads, d // m.attn1.heads)
+        self.position_net = GroundingTokenNet(phrase_dim, token_dim)
+        self._freeze(self.position_net)
+
+    def forward(
+        self,
+        latents,
+        timesteps,
+        text_embeds,
+        text_mask=None,
+        image_latents=None,
+        grounding_boxes=None,
+        grounding_masks=None,
+        grounding_phrases=None,
+    ):
+        self._check_no_image(image_latents)
+        kwargs = None
+        if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
+            objs = self.position_net(grounding_boxes, grounding_masks, grounding_phrases)  # [B, F', M, c]
+            kwargs = {"gligen": {"objs": _frames_first(objs.to(latents.dtype))}}
+        return self.model(
+            sample=latents,
+            timestep=timesteps,
+            encoder_hidden_states=text_embeds,
+            cross_attention_kwargs=kwargs,
+            return_dict=False,
+        )[0]
+
+
+class GLIGENWan(GLIGENDenoiser):
+    """wan2.1: WanTransformer3DModel.forward (T2V) with a gated block after each block's self-attention."""
+
+    def __init__(self, backbone: Backbone, phrase_dim: int, token_dim: int, video_attention: str = "frame"):
+        super().__init__(backbone)
+        if video_attention not in VIDEO_ATTENTION:
+            raise ConfigError(
+                f"method.video_attention={video_attention!r}; use one of {', '.join(VIDEO_ATTENTION)}"
+            )
+        self.video_attention = video_attention
+        heads, d_head = self.model.config.num_attention_heads, self.model.config.attention_head_dim
+        self.gated = nn.ModuleList(
+            GatedSelfAttention(heads * d_head, token_dim, heads, d_head) for _ in self.model.blocks
+        )
+        self.position_net = GroundingTokenNet(phrase_dim, token_dim)
+        self._freeze(self.position_net)
+
+    def _block(self, i: int, x, ctx, temb, rope, objs, frames):
+        """diffusers WanTransformerBlock.forward (T2V) with the gated block between steps 1 and 2."""
+        block = self.model.blocks[i]
+        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
+            block.scale_shift_table + temb.float()
+        ).chunk(6, dim=1)
+        h = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
+        x = (x.float() + block.attn1(h, None, None, rope) * gate_msa).type_as(x)
+        if objs is not None:
+            if self.video_attention == "joint":  # every token with every frame's grounding tokens
+                x = self.gated[i](x, objs.reshape(x.shape[0], -1, objs.shape[-1]))
+            else:
+                x = self.gated[i](x, objs, frames)
+        h = block.norm2(x.float()).type_as(x)
+        x = x + block.attn2(h, ctx, None, None)
+        h = (block.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
+        return (x.float() + block.ffn(h).float() * c_gate_msa).type_as(x)
+
+    def forward(
+        self,
+        latents,
+        timesteps,
+        text_embeds,
+        text_mask=None,
+        image_latents=None,
+        grounding_boxes=None,
+        grounding_masks=None,
+        grounding_phrases=None,
+    ):
+        self._check_no_image(image_latents)
+        m = self.model
+        if text_mask is not None:
+            text_embeds = text_embeds * text_mask[..., None].to(text_embeds.dtype)
+        b, _, f, hh, ww = latents.shape
+        p_t, p_h, p_w = m.config.patch_size
+        frames, gh, gw = f // p_t, hh // p_h, ww // p_w
+        objs = None
+        if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
+            objs = _frames_first(self.position_net(grounding_boxes, grounding_masks, grounding_phrases))
+        rope = m.rope(latents)
+        x = m.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()  # [B, F'S, D]
+        temb, temb_proj, ctx, _ = m.condition_embedder(timesteps, text_embeds, None)
+        temb_proj = temb_proj.unflatten(1, (6, -1))
+        if objs is not None:
+            objs = objs.to(x.dtype)
+        for i in range(len(m.blocks)):
+            args = (i, x, ctx, temb_proj, rope, objs, frames)
+            if torch.is_grad_enabled() and m.gradient_checkpointing:
+                x = checkpoint(self._block, *args, use_reentrant=False)
+            else:
+                x = self._block(*args)
+        shift, scale = (m.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        x = (m.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
+        x = m.proj_out(x)
+        x = x.reshape(b, frames, gh, gw, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+
+def build_gligen(
+    backbone: Backbone, phrase_dim: int, token_dim: int, video_attention: str = "frame"
+) -> GLIGENDenoiser:
+    family = backbone.spec.family
+    if family == "sd":
+        return GLIGENSD(backbone, token_dim)
+    if family == "modelscope":
+        return GLIGENModelScope(backbone, phrase_dim, token_dim)
+    if family == "wan":
+        return GLIGENWan(backbone, phrase_dim, token_dim, video_attention)
+    raise ConfigError(
+        f"method=gligen is implemented on sd1.5, modelscope-t2v and Wan2.1; backbone={backbone.spec.name}. "
+        "Fix: backbone=sd1.5, backbone=modelscope-t2v or backbone=wan2.1-1.3b"
+    )
