@@ -32,6 +32,7 @@ PUBLISHED = {
     "cogvideox-5b": 5_570_283_072,
     "wan2.1-1.3b": 1_418_996_800,
     "modelscope-t2v": 1_411_233_860,
+    "sd1.5": 859_520_964,  # the SD 1.x U-Net (issue 14)
 }
 # Regression pins (counted from the published configs with diffusers 0.42 on the meta device).
 PINNED = {
@@ -88,6 +89,7 @@ def test_latent_shape_rules():
     assert get_backbone("cogvideox-2b").latent_shape(49, 480, 720) == (16, 13, 60, 90)
     assert get_backbone("wan2.1-1.3b").latent_shape(81, 480, 832) == (16, 21, 60, 104)
     assert get_backbone("modelscope-t2v").latent_shape(16, 256, 256) == (4, 16, 32, 32)
+    assert get_backbone("sd1.5").latent_shape(1, 512, 512) == (4, 1, 64, 64)
     spec = get_backbone("cogvideox-5b")
     assert spec.text_dim_for("real") == 4096 and spec.text_len_for("real") == 226
     assert spec.text_dim_for("tiny") == spec.tiny_text_dim
@@ -134,6 +136,24 @@ def test_image_condition_is_used():
         with pytest.raises(ValueError, match="image_latents"):
             bb(**{**inputs, "image_latents": None})
     assert not torch.equal(a, b)
+
+
+def test_sd15_folds_frames_into_batch():
+    """sd1.5 is an image U-Net: each frame of [B, C, F, H, W] is denoised as its own image."""
+    spec = get_backbone("sd1.5")
+    torch.manual_seed(0)
+    bb = build_backbone(spec)
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, 4, 3, 8, 8, generator=g)
+    text = torch.randn(2, spec.tiny_text_len, spec.tiny_text_dim, generator=g)
+    t = torch.tensor([10, 900])
+    with torch.no_grad():
+        out = bb(latents, t, text)
+        for i in range(2):
+            for k in range(3):
+                one = bb.model(latents[i : i + 1, :, k], t[i : i + 1], encoder_hidden_states=text[i : i + 1]).sample
+                torch.testing.assert_close(out[i : i + 1, :, k], one, rtol=1e-5, atol=1e-5)
+    assert out.shape == latents.shape
 
 
 def test_wan_text_mask_zero_fills():
