@@ -12,6 +12,7 @@ METHODS = {
     "jdm": "vidgen.methods.jdm.module:JDMModule",
     "stiv": "vidgen.methods.stiv.module:STIVModule",
     "instancev": "vidgen.methods.instancev.module:InstanceVModule",
+    "instancediffusion": "vidgen.methods.instancediffusion.module:InstanceDiffusionModule",
 }
 
 
