@@ -231,3 +231,7 @@ def table_spec(sweep_name: str) -> TableSpec | None:
 from vidgen.sweeps.tables_stiv import STIV_TABLES  # noqa: E402
 
 TABLES.update(STIV_TABLES)
+
+from vidgen.sweeps.tables_instancediffusion import TABLES as _INSTANCEDIFFUSION  # noqa: E402
+
+TABLES.update(_INSTANCEDIFFUSION)

@@ -79,7 +79,7 @@ class GroundingNet(nn.Module):
     Inputs (all batched, N instance slots): g_text [B, N, D_text] pooled instance captions; g_valid
     [B, N]; g_boxes [B, N, 4]; g_points [B, N, 2]; g_scribbles [B, N, P_s, 2]; g_polygons [B, N, P_m, 2];
     g_masks [B, N, H, W]; g_given [B, 5, N] (the paper's s per format, ``ALL_FORMATS`` order; the
-    seg row reads column 0); g_latent [2] (latent H, W).
+    seg row reads column 0); g_latent (latent H, W) ints.
     """
 
     def __init__(self, unifusion: UniFusion, mask_attn: bool, containers: bool):
@@ -95,5 +95,4 @@ class GroundingNet(nn.Module):
         loc = Locations(g_text, valid, g_boxes, g_points, g_scribbles, g_polygons, g_masks.bool(), given)
         tokens = self.unifusion(loc)
         owners = self.unifusion.owners().to(tokens.device)
-        hw = (int(g_latent[0, 0]), int(g_latent[0, 1]))
-        return FusionInput(tokens, g_boxes, valid, owners, hw, self.mask_attn, self.containers)
+        return FusionInput(tokens, g_boxes, valid, owners, tuple(g_latent), self.mask_attn, self.containers)

@@ -93,13 +93,29 @@ def colour_binding(video: Tensor, sample) -> tuple[int, int]:
     return hit, total
 
 
+def points_in_mask(video: Tensor, sample) -> tuple[int, int]:
+    """PiM (Table 1 / 4): (instances whose input point, the box centre, lies in their detected mask, instances)."""
+    inst, (_, _, h, w) = sample.instances, video.shape
+    hit = total = 0
+    for k, prompt in enumerate(inst.prompts):
+        if not bool(inst.visible[k, 0]):
+            continue
+        x0, y0, x1, y1 = inst.boxes[k, 0].tolist()
+        row, col = min(int((y0 + y1) / 2 * h), h - 1), min(int((x0 + x1) / 2 * w), w - 1)
+        mask = segment_colour(video[:, :1].float().clamp(-1, 1), colour_of(prompt))[0]
+        hit += int(mask[row, col])
+        total += 1
+    return hit, total
+
+
 def shapes_instance_metrics(videos: Sequence[Tensor], samples: Sequence) -> dict[str, float]:
-    """layout_iou(_aw), box_ap, box_ap50, mask_ap, mask_ap50, colour_acc of generated images [3, F, H, W]."""
+    """layout_iou(_aw), box_ap(50), mask_ap(50), colour_acc, pim of generated images [3, F, H, W] (frame 0)."""
     out = dict(shapes_layout_metrics(videos, samples))
     truth, dets = coco_records(videos, samples)
     out["box_ap"], out["box_ap50"] = coco_ap(truth, dets, "bbox")
     out["mask_ap"], out["mask_ap50"] = coco_ap(truth, dets, "segm")
-    hits = [colour_binding(v, s) for v, s in zip(videos, samples)]
-    total = sum(t for _, t in hits)
-    out["colour_acc"] = sum(h for h, _ in hits) / total if total else 0.0
+    for key, fn in (("colour_acc", colour_binding), ("pim", points_in_mask)):
+        hits = [fn(v, s) for v, s in zip(videos, samples)]
+        total = sum(t for _, t in hits)
+        out[key] = sum(h for h, _ in hits) / total if total else 0.0
     return out

@@ -27,6 +27,8 @@ from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_swit
 from vidgen.methods.instancediffusion.transform import KEYS, make_transform
 from vidgen.methods.instancev.transform import pad_tokens
 
+PROFILE_INSTANCES = 5  # InstanceV Sec. 8: overheads are measured with 5 instance annotations
+
 
 class InstanceDiffusionModule(DiffusionModule):
     required_fields: ClassVar[set[str]] = {"latents", "text_embeds", "instances", "instances.prompt_embeds"}
@@ -45,6 +47,28 @@ class InstanceDiffusionModule(DiffusionModule):
         return InstanceDiffusionUNet(super().build_model(cfg, spec), InstanceDiffusionConfig.from_cfg(cfg))
 
     @classmethod
+    def example_inputs(cls, spec, size, frames, height, width, model, batch: int = 1) -> dict[str, Tensor]:
+        """The base inputs plus ``PROFILE_INSTANCES`` instances with every inference format given
+        (InstanceV Table 1 measures overheads with 5 instance annotations per sample)."""
+        inputs = super().example_inputs(spec, size, frames, height, width, model=model, batch=batch)
+        if not isinstance(model, InstanceDiffusionUNet):
+            return inputs
+        uni = model.model.position_net.unifusion
+        n, dev, (h, w) = uni.slots, inputs["latents"].device, inputs["latents"].shape[-2:]
+        valid = (torch.arange(n, device=dev) < PROFILE_INSTANCES).expand(batch, n)
+        box = torch.tensor([0.1, 0.1, 0.6, 0.6], device=dev).expand(batch, n, 4)
+        scribble, polygon = (uni.pos_dims[f] // (4 * uni.freqs) for f in ("scribble", "polygon"))  # points
+        side = uni.seg.resolution if uni.seg is not None else 64
+        rows = [valid] * (len(ALL_FORMATS) - 1) + [torch.ones_like(valid)]
+        inputs.update(
+            g_text=torch.randn(batch, n, uni.text_dim, device=dev),
+            g_valid=valid, g_boxes=box, g_points=box[..., :2], g_given=torch.stack(rows, dim=1),
+            g_scribbles=torch.rand(batch, n, scribble, 2, device=dev), g_polygons=torch.rand(batch, n, polygon, 2, device=dev),
+            g_masks=torch.ones(batch, n, side, side, dtype=torch.bool, device=dev), g_latent=(int(h), int(w)),
+        )  # fmt: skip
+        return inputs
+
+    @classmethod
     def sample_transform(cls, cfg: DictConfig, datamodule) -> Callable[[VideoSample], VideoSample]:
         return make_transform(cfg, datamodule)
 
@@ -61,7 +85,7 @@ class InstanceDiffusionModule(DiffusionModule):
             "g_text": text, "g_valid": valid, "g_boxes": ex["boxes"], "g_points": ex["points"],
             "g_scribbles": ex["scribbles"], "g_polygons": ex["polygons"], "g_masks": ex["masks"],
             "g_given": torch.stack(rows, dim=1),
-            "g_latent": torch.tensor([[h, w]], device=valid.device).expand(b, 2),
+            "g_latent": (int(h), int(w)),
         }  # fmt: skip
 
     def null_grounding(self, batch: VideoBatch) -> dict:

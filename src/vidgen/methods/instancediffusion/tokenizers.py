@@ -122,7 +122,7 @@ class UniFusion(nn.Module):
         seg: SegTokenizer | None = None,
     ):
         super().__init__()
-        self.slots, self.freqs, self.fusion = slots, freqs, fusion
+        self.slots, self.freqs, self.fusion, self.text_dim = slots, freqs, fusion, text_dim
         n_coords = {"box": 4, "point": 2, "scribble": 2 * scribble_points, "polygon": 2 * polygon_points}
         self.pos_dims = {f: freqs * 2 * n for f, n in n_coords.items()}
         if fusion == "format_aware":
