@@ -117,3 +117,72 @@ def test_bad_config_is_one_clean_error(smoke):
         InstanceDiffusionConfig.from_cfg(load_config(smoke("method.seg_tokens=0", exp=EXP)))
     with pytest.raises(ConfigError, match="implemented on the sd1.5 U-Net"):
         InstanceDiffusionModule(load_config(smoke("backbone=cogvideox-2b", exp=EXP)))
+
+
+def test_real_size_parameter_overhead_on_sd15():
+    """InstanceV Table 1 row: +42.08 % parameters on sd1.5 (paper +42.94 %; docs/methods/instancediffusion.md)."""
+    cfg = load_config([f"exp={EXP}", "backbone.init=random"])
+    from vidgen.backbones import get_backbone
+
+    with torch.device("meta"):
+        model = InstanceDiffusionModule.build_model(cfg, get_backbone("sd1.5"))
+    added = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not p.requires_grad)
+    assert backbone == 859_520_964
+    assert added == 361_645_101 and abs(100 * added / backbone - 42.075) < 0.001
+
+
+ROWS = {
+    "table4_point": {"inference_formats": ["point"]},
+    "table4_point_box": {"inference_formats": ["point", "box"]},
+    "table4_point_box_mask": {"inference_formats": ["point", "box", "polygon", "seg"]},
+    "table5_default": {},
+    "table5_no_fa_fusion": {"fusion": "joint"},
+    "table5_no_maskattn": {"mask_attn": False},
+    "table5_no_scaleu": {"skip_feature": "none"},
+    "table5_no_inst_cap": {"instance_captions": False},
+    "table5_no_mis": {"mis": 0.0},
+    "table6a_freeu": {"skip_feature": "freeu"},
+    "table6a_scaleu": {},
+    "table6b_no_extra_tokens": {
+        "seg_tokens": 0,
+        "train_formats": ["box", "point", "scribble", "polygon"],
+        "inference_formats": ["box", "point", "polygon"],
+    },
+    "table6b_extra_tokens": {},
+    "table6c_polygons": {"polygon_boundary_points": 256, "polygon_inside_points": 0},
+    "table6c_inside": {},
+    **{
+        f"table6d_points_{n}": {"polygon_boundary_points": n // 2, "polygon_inside_points": n // 2}
+        for n in (64, 128, 512)
+    },
+    "table6d_points_256": {},
+}
+
+
+def test_every_variant_changes_exactly_its_row(smoke):
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.to_container(load_config(smoke(exp=EXP)), resolve=True)
+    for row, change in ROWS.items():
+        cfg = OmegaConf.to_container(
+            load_config(smoke(f"variant=instancediffusion/{row}", exp=EXP)), resolve=True
+        )
+        diff = {k: v for k, v in cfg["method"].items() if v != base["method"][k]}
+        assert diff == {k: v for k, v in change.items() if v != base["method"][k]}, row
+        rest = ("method", "variant", "run")  # run.name records the overrides
+        assert {k: v for k, v in cfg.items() if k not in rest} == {
+            k: v for k, v in base.items() if k not in rest
+        }, row
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_bf16_gpu_step(smoke):
+    from vidgen.runs import read_summary
+    from vidgen.train import train
+
+    overrides = ["logger=none", "train.max_steps=1", "method.eval_samples=1", "method.eval_steps=2"]
+    gpu = ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed"]
+    run = train(load_config(smoke(*overrides, *gpu, exp=EXP)))
+    assert read_summary(run)["status"] == "completed"
