@@ -35,9 +35,12 @@ def test_every_option_of_every_group_validates(group):
 @pytest.mark.parametrize("variant", group_options("variant"))
 def test_every_variant_validates(variant):
     # a method's variants live in conf/variant/<method>/ and are composed with that method's experiment
-    exp = {"stiv": "stiv_t2v_xl", "instancev": "instancev_wan", "ingredients": "ingredients_stage2"}.get(
-        variant.split("/")[0], "jdm_cogvideox"
-    )
+    exp = {
+        "stiv": "stiv_t2v_xl",
+        "instancev": "instancev_wan",
+        "ingredients": "ingredients_stage2",
+        "instancediffusion": "instancediffusion_sd15",
+    }.get(variant.split("/")[0], "jdm_cogvideox")
     load_config([f"exp={exp}", f"variant={variant}"])
 
 

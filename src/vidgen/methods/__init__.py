@@ -14,6 +14,7 @@ METHODS = {
     "instancev": "vidgen.methods.instancev.module:InstanceVModule",
     "ingredients": "vidgen.methods.ingredients.module:IngredientsModule",
     "gligen": "vidgen.methods.gligen.module:GLIGENModule",
+    "instancediffusion": "vidgen.methods.instancediffusion.module:InstanceDiffusionModule",
 }
 
 

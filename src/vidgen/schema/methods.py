@@ -154,6 +154,61 @@ class GLIGENMethod(Section):
     eval_steps: int = Field(ge=1, description="an integer >= 1")
 
 
+Format = Literal["box", "point", "scribble", "polygon", "seg"]
+
+
+class InstanceDiffusionTiny(Section):
+    token_dim: int | None = Field(None, ge=1, description="an integer >= 1")
+    tokenizer_hidden: int | None = Field(None, ge=1, description="an integer >= 1")
+    seg_resolution: int | None = Field(None, ge=32, description="an integer >= 32")
+
+
+class InstanceDiffusionFreeU(Section):
+    b1: float = Field(description="a number (FreeU backbone factor, stage 1)")
+    b2: float = Field(description="a number (stage 2)")
+    s1: float = Field(description="a number (FreeU skip factor, stage 1)")
+    s2: float = Field(description="a number (stage 2)")
+
+
+class InstanceDiffusionMethod(Section):
+    """conf/method/instancediffusion.yaml (issue 14; InstanceDiffusion Tables 4-6)."""
+
+    name: Literal["instancediffusion"]
+    max_instances: int = Field(ge=1, description="an integer >= 1 (instance slots, 30)")
+    token_dim: int = Field(ge=1, description="an integer >= 1 (grounding-token width, 768)")
+    tokenizer_hidden: int = Field(ge=1, description="an integer >= 1 (tokenizer MLP width, 3072)")
+    fourier_freqs: int = Field(ge=1, description="an integer >= 1 (16)")
+    scribble_points: int = Field(ge=1, description="an integer >= 1 (20)")
+    polygon_boundary_points: int = Field(ge=1, description="an integer >= 1 (128)")
+    polygon_inside_points: int = Field(ge=0, description="an integer >= 0 (128; 0 = Table 6c polygons)")
+    fusion: Literal["format_aware", "joint"] = Field(description="format_aware or joint (Table 5)")
+    seg_tokens: int = Field(ge=0, description="0 or a square number (64; 0 = Table 6b w/o extra tokens)")
+    seg_resolution: int = Field(ge=32, description="an integer >= 32 (512)")
+    seg_encoder: Text | None = Field(description="a local ConvNeXt folder, or null (random init)")
+    format_drop: float = Field(ge=0, le=1, description="a number in [0, 1] (0.1)")
+    grounding_drop: float = Field(ge=0, le=1, description="a number in [0, 1] (0.1)")
+    train_formats: list[Format] = Field(
+        min_length=1, description="a list of box, point, scribble, polygon, seg"
+    )
+    inference_formats: list[Format] = Field(
+        min_length=1, description="a list of box, point, scribble, polygon, seg"
+    )
+    mask_attn: bool = Field(description="true or false (Eq. 2 MaskAttn, Table 5)")
+    mask_attn_containers: bool = Field(description="true or false")
+    skip_feature: Literal["scaleu", "freeu", "none"] = Field(
+        description="scaleu, freeu or none (Tables 5, 6a)"
+    )
+    scaleu_skip: Literal["channel", "scalar"] = Field(description="channel (paper) or scalar (released code)")
+    scaleu_threshold: int = Field(ge=1, description="an integer >= 1 (1)")
+    freeu: InstanceDiffusionFreeU = Field(description="{b1, b2, s1, s2}")
+    instance_captions: bool = Field(description="true or false (Table 5 Inst. Cap.)")
+    mis: float = Field(ge=0, le=1, description="a number in [0, 1] (0.36; 0 = Table 5 w/o MIS)")
+    phrase_pool: Literal["eos", "mean"] = Field(description="eos or mean")
+    tiny: InstanceDiffusionTiny = Field(description="{token_dim, tokenizer_hidden, seg_resolution}")
+    eval_samples: int = Field(ge=0, description="an integer >= 0")
+    eval_steps: int = Field(ge=1, description="an integer >= 1")
+
+
 METHOD_SECTIONS: dict[str, type[Section]] = {
     "finetune": FinetuneMethod,
     "jdm": JDMMethod,
@@ -161,4 +216,5 @@ METHOD_SECTIONS: dict[str, type[Section]] = {
     "stiv": STIVMethod,  # issue 12
     "ingredients": IngredientsMethod,  # issue 13
     "gligen": GLIGENMethod,  # issue 14
+    "instancediffusion": InstanceDiffusionMethod,  # issue 14
 }

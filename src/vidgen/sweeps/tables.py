@@ -206,10 +206,20 @@ TABLES: dict[str, TableSpec] = {
         metrics=(
             Metric("Params (B) original", "profile/backbone_params", scale=1e-9),
             Metric("Params (B) JDM", "profile/method_params", scale=1e-9),
-            Metric("Forward time (s) original", "profile/backbone_fwd_ms", scale=1e-3,
-                   evaluator="vidgen profile --time (CUDA)", how=_GPU_TIME_HOW),
-            Metric("Forward time (s) JDM", "profile/method_fwd_ms", scale=1e-3,
-                   evaluator="vidgen profile --time (CUDA)", how=_GPU_TIME_HOW),
+            Metric(
+                "Forward time (s) original",
+                "profile/backbone_fwd_ms",
+                scale=1e-3,
+                evaluator="vidgen profile --time (CUDA)",
+                how=_GPU_TIME_HOW,
+            ),
+            Metric(
+                "Forward time (s) JDM",
+                "profile/method_fwd_ms",
+                scale=1e-3,
+                evaluator="vidgen profile --time (CUDA)",
+                how=_GPU_TIME_HOW,
+            ),
         ),
         notes=(
             "Produced by `vidgen profile` (meta-device parameter and FLOP counts at the paper's resolution, "
@@ -227,6 +237,7 @@ TABLES.update(_INSTANCEV)
 def table_spec(sweep_name: str) -> TableSpec | None:
     return TABLES.get(sweep_name)
 
+
 # Papers' tables kept in their own modules (imported last: they use Metric / TableSpec above).
 from vidgen.sweeps.tables_stiv import STIV_TABLES  # noqa: E402
 
@@ -235,3 +246,7 @@ TABLES.update(STIV_TABLES)
 from vidgen.sweeps.tables_ingredients import INGREDIENTS_TABLES  # noqa: E402
 
 TABLES.update(INGREDIENTS_TABLES)
+
+from vidgen.sweeps.tables_instancediffusion import TABLES as _INSTANCEDIFFUSION  # noqa: E402
+
+TABLES.update(_INSTANCEDIFFUSION)

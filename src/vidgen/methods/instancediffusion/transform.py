@@ -1,0 +1,68 @@
+"""The InstanceDiffusion data transform: every location format of a sample's instances, padded to N slots.
+
+Instances of pixel frame 0 (images; the sd1.5 backbone has frames = 1). Scribble and inside
+points are drawn with a generator seeded by the sample key, so a sample's points are the same in
+every epoch and on every rank (the released loader redraws them; the paper is silent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from vidgen.data.sample import VideoSample
+from vidgen.errors import DataError
+from vidgen.instances.gated_attention import pool_phrases
+from vidgen.instances.validate import check_instances
+from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
+from vidgen.methods.instancediffusion.locations import location_points
+
+KEYS = {
+    k: f"instancediffusion/{k}"
+    for k in ("valid", "text", "boxes", "points", "scribbles", "polygons", "masks")
+}
+
+
+def _pad(x: Tensor, n: int) -> Tensor:
+    out = x.new_zeros(n, *x.shape[1:])
+    out[: x.shape[0]] = x
+    return out
+
+
+def instance_extras(sample: VideoSample, hp: InstanceDiffusionConfig) -> dict[str, Tensor]:
+    """extras[KEYS[...]] of one sample: valid [N], text [N, D], boxes [N, 4], points [N, 2],
+    scribbles [N, P_s, 2], polygons [N, P_m, 2], masks [N, H, W] (N = method.max_instances)."""
+    inst, n = sample.instances, hp.max_instances
+    present = inst.visible[:, 0].bool()
+    boxes = inst.boxes[:, 0].float()
+    masks = inst.masks[:, 0].bool() if inst.masks is not None else None
+    gen = torch.Generator().manual_seed(zlib.crc32(sample.key.encode()))
+    masks, points, scribbles, polygons = location_points(
+        boxes, masks, hp.scribble_points, hp.polygon_boundary_points, hp.polygon_inside_points, gen
+    )
+    text = pool_phrases(inst.prompt_embeds.float(), inst.prompt_mask, hp.phrase_pool)  # [n, D]
+    values = {
+        "valid": present, "text": text, "boxes": boxes, "points": points,
+        "scribbles": scribbles, "polygons": polygons, "masks": masks & present[:, None, None],
+    }  # fmt: skip
+    return {KEYS[k]: _pad(v, n) for k, v in values.items()}
+
+
+def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
+    hp = InstanceDiffusionConfig.from_cfg(cfg)
+    source = f"data={cfg.data.name}" + (f" (data.root={cfg.data.root})" if cfg.data.get("root") else "")
+
+    def transform(sample: VideoSample) -> VideoSample:
+        check_instances(sample.instances, sample.key, hp.max_instances, source)
+        if sample.instances.prompt_embeds is None:
+            raise DataError(
+                f"{source}, sample {sample.key!r}: instances have no prompt_embeds (InstanceDiffusion's "
+                "tau(c_i)). Fix: re-run `vidgen precompute` with instance prompts"
+            )
+        return dataclasses.replace(sample, extras={**sample.extras, **instance_extras(sample, hp)})
+
+    return transform
