@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vidgen.sweeps.tables import _GPU_TIME_HOW, Metric, TableSpec
+from vidgen.sweeps.tables import Metric, TableSpec
 
 _FID_HOW = "FID of the run's samples against real images from local Inception weights; write <run.dir>/external/general.json"
 _DETECTOR_NOTE = (
@@ -80,27 +80,5 @@ TABLES: dict[str, TableSpec] = {
         "table6d",
         {f"table6d_points_{n}": f"{n} points" for n in (64, 128, 256, 512)},
         (_AP50_MASK,),
-    ),
-    "instancev/table1_overhead_instancediffusion": TableSpec(
-        paper="instancev",
-        table="table1",
-        row_param="exp",
-        rows={"instancediffusion_sd15": "InstanceDiffusion"},
-        source="profile",
-        metrics=(
-            Metric("FLOPS %", "profile/fwd_flops_pct", digits=2),
-            Metric("Params %", "profile/params_pct", digits=2),
-            Metric(
-                "Time Cost %",
-                "profile/fwd_time_pct",
-                evaluator="vidgen profile --time (CUDA)",
-                how=_GPU_TIME_HOW,
-                digits=2,
-            ),
-        ),
-        notes=(
-            "On sd1.5 at 512x512, one forward with 5 instances. Params: the released seg branch feeds 64 x 3072 "
-            "(a reshape of ConvNeXt-T's 768 x 16 x 16) to its MLP, ours 64 pooled x 768: 7.2M fewer parameters.",
-        ),
     ),
 }
