@@ -23,8 +23,6 @@ layout IoU and on box AP.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -32,39 +30,9 @@ from pathlib import Path
 
 import torch
 
+from vidgen.benchmark_runs import export_weights, machine, smoke_overrides, train_run, write_record
+
 RESULTS = Path(__file__).parent / "results" / "gligen_layout.json"
-
-
-def common(args, run_dir: Path, steps: int) -> list[str]:
-    return [
-        "preset=smoke",
-        "logger=none",
-        f"run.dir={run_dir}",
-        f"train.max_steps={steps}",
-        f"train.checkpoint_every={max(steps, 1)}",
-        "train.eval_at_end=false",
-        "schedule=constant_with_warmup",
-        "schedule.warmup_steps=20",
-        f"optim.lr={args.lr}",
-        f"data.num_clips={args.num_clips}",
-        f"seed={args.seed}",
-    ]
-
-
-def train_run(overrides: list[str]) -> Path:
-    from vidgen.config import load_config
-    from vidgen.train import train
-
-    return train(load_config(overrides))
-
-
-def export(run: Path, out: Path) -> Path:
-    from vidgen.export import main as export_main
-
-    rc = export_main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"out={out}"])
-    if rc != 0:
-        raise SystemExit(f"export of {run} failed")
-    return out
 
 
 def box_ap(videos, samples) -> float:
@@ -176,11 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pre = train_run(["exp=ft_sd15", *common(args, tmp / "pre", args.pre_steps)])
-        weights = export(pre, tmp / "pretrained")
+        pre = train_run(
+            ["exp=ft_sd15", *smoke_overrides(tmp / "pre", args.pre_steps, args.lr, args.num_clips, args.seed)]
+        )
+        weights = export_weights(pre, tmp / "pretrained")
         base = [f"backbone.weights={weights}"]
-        ft = train_run(["exp=ft_sd15", *common(args, tmp / "ft", args.steps), *base])
-        ft_weights = export(ft, tmp / "ft_export")
+        ft = train_run(
+            [
+                "exp=ft_sd15",
+                *smoke_overrides(tmp / "ft", args.steps, args.lr, args.num_clips, args.seed),
+                *base,
+            ]
+        )
+        ft_weights = export_weights(ft, tmp / "ft_export")
         plain = [
             "exp=gligen_sd15",
             "preset=smoke",
@@ -191,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             "pretrained_backbone": evaluate(args, [*plain, *base], None),
             "ft_sd15": evaluate(args, [*plain, f"backbone.weights={ft_weights}"], None),
         }
-        ov = ["exp=gligen_sd15", *common(args, tmp / "gligen", args.steps), *base, "method.phrase_pool=mean"]
+        ov = [
+            "exp=gligen_sd15",
+            *smoke_overrides(tmp / "gligen", args.steps, args.lr, args.num_clips, args.seed),
+            *base,
+            "method.phrase_pool=mean",
+        ]
         run = train_run(ov)
         results["gligen_sd15"] = evaluate(args, ov, run / "checkpoints" / "last.ckpt")
         # the same weights grounded at every step (scheduled sampling off: tau = 1)
@@ -205,14 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
-        "machine": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
+        **machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    tmp_out.replace(args.out)
-    print(json.dumps(record, indent=2))
+    write_record(args.out, record)
     return 0 if ok else 1
 
 

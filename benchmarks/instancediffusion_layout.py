@@ -18,14 +18,14 @@ fine-tuning on layout IoU and box AP50 and neither MaskAttn nor MIS lowers layou
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from vidgen.benchmark_runs import export_weights, machine, train_run, write_record
 
 RESULTS = Path(__file__).parent / "results" / "instancediffusion_layout.json"
 EXP = "exp=instancediffusion_sd15"
@@ -38,21 +38,6 @@ def common(args, run_dir: Path, steps: int) -> list[str]:
         f"optim.lr={args.lr}", f"data.num_clips={args.num_clips}", f"seed={args.seed}",
         f"train.global_batch_size={args.batch}",
     ]  # fmt: skip
-
-
-def train_run(overrides: list[str]) -> Path:
-    from vidgen.config import load_config
-    from vidgen.train import train
-
-    return train(load_config(overrides))
-
-
-def export(run: Path, out: Path) -> Path:
-    from vidgen.export import main as export_main
-
-    if export_main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"out={out}"]) != 0:
-        raise SystemExit(f"export of {run} failed")
-    return out
 
 
 def scores(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
@@ -89,9 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ft_args = [EXP, "method=finetune", "sample.guidance=cfg"]
-        pre = export(train_run([*ft_args, *common(args, tmp / "pre", args.pre_steps)]), tmp / "pretrained")
+        pre = export_weights(
+            train_run([*ft_args, *common(args, tmp / "pre", args.pre_steps)]), tmp / "pretrained"
+        )
         base = [f"backbone.weights={pre}"]
-        ft = export(train_run([*ft_args, *common(args, tmp / "ft", args.steps), *base]), tmp / "ft_export")
+        ft = export_weights(
+            train_run([*ft_args, *common(args, tmp / "ft", args.steps), *base]), tmp / "ft_export"
+        )
         results = {
             "pretrained_backbone": scores(args, [EXP, *data, *base, "sample.guidance=cfg"], None),
             "finetune": scores(args, [EXP, *data, f"backbone.weights={ft}", "sample.guidance=cfg"], None),
@@ -119,14 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
-        "machine": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
+        **machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    tmp_out.replace(args.out)
-    print(json.dumps(record, indent=2))
+    write_record(args.out, record)
     return 0 if ok else 1
 
 

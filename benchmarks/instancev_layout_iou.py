@@ -21,8 +21,6 @@ instancev beats ft_wan on the area-weighted IoU and SAUG does not lower it.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -30,39 +28,9 @@ from pathlib import Path
 
 import torch
 
+from vidgen.benchmark_runs import export_weights, machine, smoke_overrides, train_run, write_record
+
 RESULTS = Path(__file__).parent / "results" / "instancev_layout_iou.json"
-
-
-def common(args, run_dir: Path, steps: int) -> list[str]:
-    return [
-        "preset=smoke",
-        "logger=none",
-        f"run.dir={run_dir}",
-        f"train.max_steps={steps}",
-        f"train.checkpoint_every={max(steps, 1)}",
-        "train.eval_at_end=false",
-        "schedule=constant_with_warmup",
-        "schedule.warmup_steps=20",
-        f"optim.lr={args.lr}",
-        f"data.num_clips={args.num_clips}",
-        f"seed={args.seed}",
-    ]
-
-
-def train_run(overrides: list[str]) -> Path:
-    from vidgen.config import load_config
-    from vidgen.train import train
-
-    return train(load_config(overrides))
-
-
-def export(run: Path, out: Path) -> Path:
-    from vidgen.export import main as export_main
-
-    rc = export_main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"out={out}"])
-    if rc != 0:
-        raise SystemExit(f"export of {run} failed")
-    return out
 
 
 def layout_iou(args, overrides: list[str], ckpt: Path | None) -> dict:
@@ -134,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pre = train_run(["exp=ft_wan", *common(args, tmp / "pre", args.pre_steps)])
-        weights = export(pre, tmp / "pretrained")
+        pre = train_run(
+            ["exp=ft_wan", *smoke_overrides(tmp / "pre", args.pre_steps, args.lr, args.num_clips, args.seed)]
+        )
+        weights = export_weights(pre, tmp / "pretrained")
         base = [f"backbone.weights={weights}"]
         plain = [
             "exp=instancev_wan",
@@ -146,14 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         ]
         results = {"pretrained_backbone": layout_iou(args, [*plain, *base], None)}
         if not args.saug_only:
-            ft = train_run(["exp=ft_wan", *common(args, tmp / "ft", args.steps), *base])
-            ft_weights = export(ft, tmp / "ft_export")
+            ft = train_run(
+                [
+                    "exp=ft_wan",
+                    *smoke_overrides(tmp / "ft", args.steps, args.lr, args.num_clips, args.seed),
+                    *base,
+                ]
+            )
+            ft_weights = export_weights(ft, tmp / "ft_export")
             results["ft_wan"] = layout_iou(args, [*plain, f"backbone.weights={ft_weights}"], None)
         for name, extra in (
             ("instancev_wan", []),
             ("instancev_wan_no_saug", ["variant=instancev/imca_stape"]),
         ):
-            ov = ["exp=instancev_wan", *common(args, tmp / name, args.steps), *base, *extra]
+            ov = [
+                "exp=instancev_wan",
+                *smoke_overrides(tmp / name, args.steps, args.lr, args.num_clips, args.seed),
+                *base,
+                *extra,
+            ]
             run = train_run(ov)
             results[name] = layout_iou(args, ov, run / "checkpoints" / "last.ckpt")
             if args.cross:  # the same weights sampled with the other arm's guidance
@@ -170,14 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         "per_instance": {k: {"iou": r["iou"], "area": r["area"]} for k, r in results.items()},
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
-        "machine": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
+        **machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    tmp_out.replace(args.out)
-    print(json.dumps(record, indent=2))
+    write_record(args.out, record)
     return 0 if ok else 1
 
 

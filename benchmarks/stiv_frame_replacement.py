@@ -22,14 +22,14 @@ bit for bit in every TI2V sample. The Table 6 / 7 directions are recorded as fou
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from vidgen.benchmark_runs import machine, write_record
 
 RESULTS = Path(__file__).parent / "results" / "stiv_frame_replacement.json"
 ARMS = {"t2v": "stiv_t2v_xl", "stiv": "stiv_ti2v_xl", "stiv_jit": "stiv_ti2v_xl_jit"}
@@ -171,14 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         > results["stiv"]["ti2v_motion_px_per_frame"],
         "wall_s": round(time.time() - start, 1),
         "wall_s_per_arm": wall,
-        "machine": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
+        **machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    tmp_out.replace(args.out)
-    print(json.dumps(record, indent=2))
+    write_record(args.out, record)
     return 0 if exact else 1
 
 

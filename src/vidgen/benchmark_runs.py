@@ -1,0 +1,61 @@
+"""What the shapes-world effect benchmarks (`benchmarks/*_layout*.py`, `*_routing.py`, ...) share:
+train a run from overrides, export its weights as the next arm's backbone, record the result.
+
+They compare arms trained from one exported tiny backbone with the same budget; each writes one
+JSON under benchmarks/results/ (atomically) and prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+
+def smoke_overrides(run_dir: Path, steps: int, lr: float, num_clips: int, seed: int) -> list[str]:
+    """A `preset=smoke` run of ``steps`` optimizer steps at a constant ``lr`` (20 warm-up steps),
+    one checkpoint at the end, no evaluation during training."""
+    return [
+        "preset=smoke",
+        "logger=none",
+        f"run.dir={run_dir}",
+        f"train.max_steps={steps}",
+        f"train.checkpoint_every={max(steps, 1)}",
+        "train.eval_at_end=false",
+        "schedule=constant_with_warmup",
+        "schedule.warmup_steps=20",
+        f"optim.lr={lr}",
+        f"data.num_clips={num_clips}",
+        f"seed={seed}",
+    ]
+
+
+def train_run(overrides: list[str]) -> Path:
+    from vidgen.config import load_config
+    from vidgen.train import train
+
+    return train(load_config(overrides))
+
+
+def export_weights(run: Path, out: Path) -> Path:
+    """The run's last checkpoint as a backbone folder (`vidgen export`), for `backbone.weights=`."""
+    from vidgen.export import main as export_main
+
+    if export_main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"out={out}"]) != 0:
+        raise SystemExit(f"export of {run} failed")
+    return out
+
+
+def machine() -> dict:
+    import torch
+
+    return {"machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+
+def write_record(out: Path, record: dict) -> None:
+    """``record`` as indented JSON at ``out``, written to a temp file and renamed; then printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out)
+    print(json.dumps(record, indent=2))
