@@ -117,8 +117,38 @@ def test_smoke_sample_uses_dpm_and_writes_the_routing_maps_beside_the_mp4(tmp_pa
     colors = {tuple(c) for c in image.reshape(-1, 3).tolist()}
     assert colors and colors <= {PALETTE[0], PALETTE[1]}  # two IDs, nothing else
     before = maps.read_bytes()
-    assert (
-        sample_main(argv) != 0 and maps.read_bytes() == before
-    )  # existing files kept without overwrite=true
+    assert sample_main(argv) != 0 and maps.read_bytes() == before  # the mp4 exists: refused
+    out.unlink()  # only the maps exist: refused before sampling too, nothing written
+    assert sample_main(argv) != 0 and maps.read_bytes() == before and not out.exists()
     assert sample_main([*base, f"ckpt={ckpt}", f"out={tmp_path / 'x.mp4'}", "routing_maps=true"]) != 0
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_the_saved_routing_is_the_final_steps_conditional_branch(tmp_path):
+    from vidgen.data.shapes import face_crop
+    from vidgen.faces import FacesConfig, FacialExtractor
+    from vidgen.faces.sampling import ReferenceFaces
+    from vidgen.train import build_datamodule
+
+    cfg = load_config(["exp=ingredients_stage2", "preset=smoke", f"run.dir={tmp_path}", "logger=none"])
+    torch.manual_seed(0)
+    module = ingredients_module.IngredientsModule(cfg).eval()
+    dm = build_datamodule(cfg, module.spec)
+    text, mask = dm.text_encoder().encode(["two faces"])
+    null, null_mask = dm.null_text()
+    crops = torch.stack([face_crop(0), face_crop(1)])
+    refs = ReferenceFaces(
+        crops=crops, embeddings=FacialExtractor.from_config(FacesConfig(size="tiny"))(crops)
+    )
+    seen = []
+    module.model.register_forward_hook(lambda m, a, o: seen.append([p.clone() for p in m.routing_logits]))
+    shape = (16, 3, 8, 8)
+    module.generate_faces(refs, text, mask, null[None], null_mask[None], shape, steps=3, codec=dm.codec())
+    assert len(seen) == 3 and all(p.shape[0] == 2 for p in seen[-1])  # CFG: [uncond; cond] per step
+    logits, valid, grid = module.last_routing
+    assert grid == (3, 4, 4) and valid.tolist() == [True, True, False, False]  # max_ids 4, two given
+    assert len(logits) == len(seen[-1]) and not torch.equal(seen[-1][0][0], seen[-1][0][1])
+    assert all(torch.equal(mine, last[1]) for mine, last in zip(logits, seen[-1]))  # the conditional row
+    out = tmp_path / "maps.png"
+    module.save_routing_maps(out)
+    assert _read_png(out).shape == (4 * TILE_SCALE, 4 * TILE_SCALE, 3)
