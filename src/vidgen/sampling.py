@@ -13,7 +13,9 @@ the mp4 is written to a temp file and renamed into place. The prompt is encoded 
 world's caption embedder, or a local text-encoder folder for shards) and the latents are decoded
 by the data's codec (the shapes codec or a local VAE folder).
 Identity-preserving methods also take `ids=[a.png,b.png]`, one reference face image per ID
-(`vidgen.faces.sampling.reference_inputs`), passed to the method's `generate_faces`.
+(`vidgen.faces.sampling.reference_inputs`), passed to the method's `generate_faces`;
+`routing_maps=true` also writes the router's ID assignment beside the mp4 (`<name>.routing.png`,
+Ingredients Fig. 5).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vidgen.train import build_datamodule, data_resolution
 SHORTHANDS = (
     *("ckpt", "prompt", "negative_prompt", "out", "overwrite", "steps", "guidance_scale", "seed"),
     *("instances", "draw_layout"),  # instance layout (InstanceV and the instance baselines)
-    *("ids",),  # reference faces (Ingredients)
+    *("ids", "routing_maps"),  # reference faces, Fig. 5 routing maps (Ingredients)
     *("image", "video"),  # conditioning frames (STIV TI2V / V2V / TUP)
 )
 QUOTED = tuple(
@@ -138,11 +140,19 @@ def sample(cfg: DictConfig) -> Path:
     embeds, mask = encoder.encode([str(cfg.sample.prompt)])
     null_embeds, null_mask = encoder.encode([str(cfg.sample.negative_prompt)])
     frames, height, width = data_resolution(cfg, spec)
+    maps = _routing_maps_path(cfg, module, out)
     if cfg.sample.get("ids") is not None:  # identity-preserving methods: reference faces (vidgen.faces)
         latents = _generate_faces(
             cfg, module, embeds, mask, null_embeds, null_mask, (frames, height, width), codec
         )
-        return _write(out, module.decode_sample(latents, codec))
+        _write(out, module.decode_sample(latents, codec))
+        if maps is not None:
+            try:
+                module.save_routing_maps(maps)  # Ingredients Fig. 5, beside the mp4
+            except BaseException:
+                out.unlink(missing_ok=True)
+                raise
+        return out
     image_latents = None
     if spec.image_condition:
         if cfg.data.name != "shapes":
@@ -205,6 +215,21 @@ def _generate_faces(
     )
 
 
+def _routing_maps_path(cfg: DictConfig, module, out: Path) -> Path | None:
+    """`routing_maps=true`: `<out stem>.routing.png`, refused before sampling where it cannot be written."""
+    if not cfg.sample.get("routing_maps"):
+        return None
+    if cfg.sample.get("ids") is None or not hasattr(module, "save_routing_maps"):
+        raise ConfigError(
+            f"routing_maps=true: method={cfg.method.name} without ids=[...] has no ID routing to save. "
+            "Fix: sample an Ingredients experiment with ids=[a.png,b.png], or drop routing_maps="
+        )
+    maps = out.with_name(f"{out.stem}.routing.png")
+    if maps.exists() and not cfg.sample.get("overwrite", False):
+        raise ConfigError(f"{maps} exists; pass overwrite=true (sample.overwrite=true) to replace it")
+    return maps
+
+
 def _write(out: Path, video: torch.Tensor) -> Path:
     from vidgen.data.video_io import write_video
 
@@ -225,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides_help(
                 "sample",
                 'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] '
-                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png]] [image=PATH | video=PATH] [overrides...]\n"
+                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png] [routing_maps=true]] [image=PATH | video=PATH] [overrides...]\n"
                 '  LAYOUT.json: {"instances": [{"prompt": "a red square", "box": [x1, y1, x2, y2]}, ...]} '
                 '(normalised; or "boxes": one [x1, y1, x2, y2] or null per frame)',
             )

@@ -77,6 +77,7 @@ class Sample(Section):
     instances: Text | None = Field(None, description="a layout .json path (instance prompts + boxes), or null")
     draw_layout: bool = Field(False, description="true or false (draw the layout's boxes over the clip)")
     ids: list[Text] | None = Field(None, description="a list of reference face images [a.png, b.png], or null")
+    routing_maps: bool = Field(False, description="true or false (with ids=: <clip>.routing.png)")
     # issue 15: conditioning frames (STIV TI2V / V2V / TUP)
     image: Text | None = Field(None, description="an image file of the video's size, or null")
     video: Text | None = Field(None, description="a video file of the video's size, or null")

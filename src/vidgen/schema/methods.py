@@ -137,6 +137,9 @@ class IngredientsMethod(Section):
     composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
     eval_samples: int = Field(ge=0, description="an integer >= 0")
     eval_steps: int = Field(ge=0, description="an integer >= 0 (0: no generation in evaluate)")
+    sampler: Literal["dpm", "cogvideox_dpm", "ddim"] = Field(
+        description="dpm (DPM-Solver, Sec. 4.1), cogvideox_dpm (released code) or ddim"
+    )
     tiny: dict = Field(description="section overrides used at backbone.size=tiny")
 
 

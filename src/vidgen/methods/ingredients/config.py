@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from vidgen.errors import ConfigError
 from vidgen.methods.ingredients.losses import ROUTING_LOSSES
+from vidgen.methods.ingredients.sampler import SAMPLERS
 
 SECTIONS = ("projector", "injection", "router", "lora")  # the parts ``tiny`` may resize
 
@@ -31,6 +32,7 @@ class IngredientsConfig:
     composite: str  # before | after (Table 2)
     eval_samples: int
     eval_steps: int  # sampler steps of evaluate()'s generations (0: no generation)
+    sampler: str  # dpm | cogvideox_dpm | ddim: the inference scheduler (Sec. 4.1, sampler.py)
     tiny: dict  # per-section overrides for backbone.size=tiny
 
     def __post_init__(self) -> None:
@@ -43,6 +45,7 @@ class IngredientsConfig:
             (self.routing_weight >= 0, "method.routing_weight (lambda) must be >= 0"),
             (self.labels in ("seg", "box"), "method.labels must be seg or box"),
             (self.composite in ("before", "after"), "method.composite must be before or after"),
+            (self.sampler in SAMPLERS, f"method.sampler must be one of {', '.join(SAMPLERS)}"),
             (set(self.tiny) <= set(SECTIONS), f"method.tiny may only resize {', '.join(SECTIONS)}"),
         ]
         for ok, message in checks:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
-from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
+from vidgen.diffusion import make_guidance, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.ingredients.composite import composite_latents
@@ -21,6 +21,7 @@ from vidgen.methods.ingredients.denoiser import IngredientsCogVideoX
 from vidgen.methods.ingredients.init_from import load_stage
 from vidgen.methods.ingredients.losses import routing_accuracy, routing_loss
 from vidgen.methods.ingredients.projector import MultiScaleProjector
+from vidgen.methods.ingredients.sampler import make_sampler
 from vidgen.methods.ingredients.t2v_init import init_from_t2v
 from vidgen.methods.ingredients.transform import (
     ID_GLOBAL,
@@ -52,6 +53,7 @@ class IngredientsModule(DiffusionModule):
     def __init__(self, cfg: DictConfig | dict, model: nn.Module | None = None):
         super().__init__(cfg, model)
         self.hp = IngredientsConfig.from_cfg(self.cfg)
+        self.last_routing = None  # the latest sample's final-step routing (Fig. 5, save_routing_maps)
 
     # ----------------------------------------------------------------------------- model
     @classmethod
@@ -213,9 +215,19 @@ class IngredientsModule(DiffusionModule):
         def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
             return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
 
+        scheduler = make_sampler(self.hp.sampler, self.spec)
+        _, p_h, p_w = self.spec.patch_size  # the token grid F' x H'/2 x W'/2 (CogVideoX 1.0)
+        grid = (shape[2], shape[3] // p_h, shape[4] // p_w)
+
+        def keep_routing(i: int, t: Tensor, x: Tensor) -> None:
+            """After the final step: its routing (the last rows = CFG's conditional branch) for Fig. 5."""
+            if i == len(scheduler.timesteps) - 1:
+                logits = [phi[-1].detach().cpu() for phi in self.model.routing_logits]
+                self.last_routing = (logits, cond["face_valid"][-1].cpu(), grid)
+
         return sample_latents(
             denoise,
-            make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
+            scheduler,
             tuple(shape),
             cond,
             uncond,
@@ -223,7 +235,17 @@ class IngredientsModule(DiffusionModule):
             num_steps=steps,
             generator=torch.Generator(device="cpu").manual_seed(int(seed)),
             device=self.device,
+            callback=keep_routing,
         )
+
+    def save_routing_maps(self, path) -> None:
+        """Fig. 5: the last ``generate_faces``' final-step routing as a PNG grid (``routing_maps.py``)."""
+        from vidgen.methods.ingredients.routing_maps import routing_grid, save_png
+
+        if getattr(self, "last_routing", None) is None:
+            raise ConfigError("routing_maps=true: no routing to save (sample with ids=[...] first)")
+        logits, valid, grid = self.last_routing
+        save_png(path, routing_grid(logits, valid, grid))
 
     # ----------------------------------------------------------------------------- evaluation
     @torch.no_grad()
