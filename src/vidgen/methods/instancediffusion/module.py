@@ -25,9 +25,16 @@ from vidgen.methods.instancediffusion.denoiser import InstanceDiffusionUNet
 from vidgen.methods.instancediffusion.sampler import MultiInstanceGuidance, sample_multi_instance
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_switches
 from vidgen.methods.instancediffusion.transform import KEYS, make_transform
+from vidgen.methods.instancediffusion.wan import InstanceDiffusionWan, check_skip_feature
 from vidgen.methods.instancev.transform import pad_tokens
 
 PROFILE_INSTANCES = 5  # InstanceV Sec. 8: overheads are measured with 5 instance annotations
+
+
+def slot_valid(valid: Tensor) -> Tensor:
+    """[B, N] or per latent frame [B, F', N] -> [B, N]: slots holding an instance in any frame."""
+    valid = valid.bool()
+    return valid.any(1) if valid.dim() == 3 else valid
 
 
 class InstanceDiffusionModule(DiffusionModule):
@@ -39,21 +46,28 @@ class InstanceDiffusionModule(DiffusionModule):
 
     @classmethod
     def build_model(cls, cfg: DictConfig, spec: BackboneSpec) -> nn.Module:
+        hp = InstanceDiffusionConfig.from_cfg(cfg)
+        if spec.family == "wan":
+            check_skip_feature(hp, spec.name)  # before building the backbone
+            return InstanceDiffusionWan(super().build_model(cfg, spec), hp)
         if spec.family != "sd":
             raise ConfigError(
-                f"method=instancediffusion is implemented on the sd1.5 U-Net; backbone={spec.name}. "
-                "Fix: backbone=sd1.5 (the Wan and ModelScope ports are not built yet)"
+                f"method=instancediffusion is implemented on the sd1.5 U-Net and Wan2.1; backbone={spec.name}. "
+                "Fix: backbone=sd1.5 or backbone=wan2.1-1.3b (the ModelScope port is not built yet)"
             )
-        return InstanceDiffusionUNet(super().build_model(cfg, spec), InstanceDiffusionConfig.from_cfg(cfg))
+        return InstanceDiffusionUNet(super().build_model(cfg, spec), hp)
 
     @classmethod
     def example_inputs(cls, spec, size, frames, height, width, model, batch: int = 1) -> dict[str, Tensor]:
         """The base inputs plus ``PROFILE_INSTANCES`` instances with every inference format given
         (InstanceV Table 1 measures overheads with 5 instance annotations per sample)."""
         inputs = super().example_inputs(spec, size, frames, height, width, model=model, batch=batch)
-        if not isinstance(model, InstanceDiffusionUNet):
+        if isinstance(model, InstanceDiffusionWan):
+            uni = model.position_net.unifusion
+        elif isinstance(model, InstanceDiffusionUNet):
+            uni = model.model.position_net.unifusion
+        else:
             return inputs
-        uni = model.model.position_net.unifusion
         n, dev, (h, w) = uni.slots, inputs["latents"].device, inputs["latents"].shape[-2:]
         valid = (torch.arange(n, device=dev) < PROFILE_INSTANCES).expand(batch, n)
         box = torch.tensor([0.1, 0.1, 0.6, 0.6], device=dev).expand(batch, n, 4)
@@ -66,6 +80,11 @@ class InstanceDiffusionModule(DiffusionModule):
             g_scribbles=torch.rand(batch, n, scribble, 2, device=dev), g_polygons=torch.rand(batch, n, polygon, 2, device=dev),
             g_masks=torch.ones(batch, n, side, side, dtype=torch.bool, device=dev), g_latent=(int(h), int(w)),
         )  # fmt: skip
+        if isinstance(model, InstanceDiffusionWan):  # the same instances in every latent frame
+            f = inputs["latents"].shape[2]
+            for k, v in inputs.items():
+                if k.startswith("g_") and k != "g_latent":
+                    inputs[k] = v[:, None].expand(batch, f, *v.shape[1:])
         return inputs
 
     @classmethod
@@ -74,24 +93,30 @@ class InstanceDiffusionModule(DiffusionModule):
 
     # ----------------------------------------------------------------------------- inputs
     def grounding(self, batch: VideoBatch, given: dict[str, Tensor], valid: Tensor | None = None) -> dict:
-        """The denoiser's ``g_*`` kwargs; ``given`` from ``format_switches``; ``valid`` [B, N] overrides the slots."""
+        """The denoiser's ``g_*`` kwargs; ``given`` from ``format_switches``; ``valid`` [B, N] (or
+        [B, F', N] per latent frame on Wan, ``transform.py``) overrides the slots."""
         ex = {k: batch.extras[v] for k, v in KEYS.items()}
         valid = ex["valid"].bool() if valid is None else valid
-        b, n = valid.shape
+        video = valid.dim() == 3  # [B, F', N]: per-latent-frame grounding (Wan)
+        per = (lambda x: x[:, None]) if video else (lambda x: x)  # sample-level switches -> every frame
+        b, n = valid.shape[0], valid.shape[-1]
         text = ex["text"] if self.hp.instance_captions else torch.zeros_like(ex["text"])
-        rows = [given[f] & valid if f != "seg" else given[f][:, None].expand(b, n) for f in ALL_FORMATS]
+        rows = [
+            per(given[f]) & valid if f != "seg" else given[f].reshape(b, *[1] * (valid.dim() - 1)).expand_as(valid)
+            for f in ALL_FORMATS
+        ]
         h, w = batch.latents.shape[-2:]
         return {
             "g_text": text, "g_valid": valid, "g_boxes": ex["boxes"], "g_points": ex["points"],
             "g_scribbles": ex["scribbles"], "g_polygons": ex["polygons"], "g_masks": ex["masks"],
-            "g_given": torch.stack(rows, dim=1),
+            "g_given": torch.stack(rows, dim=-2),
             "g_latent": (int(h), int(w)),
         }  # fmt: skip
 
     def null_grounding(self, batch: VideoBatch) -> dict:
         """Every slot empty and every format null: the unconditional branch of CFG (released sampler)."""
         valid = torch.zeros_like(batch.extras[KEYS["valid"]].bool())
-        return self.grounding(batch, format_switches(valid, ()), valid)
+        return self.grounding(batch, format_switches(slot_valid(valid), ()), valid)
 
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: VideoBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
@@ -101,7 +126,7 @@ class InstanceDiffusionModule(DiffusionModule):
         t = self.objective.sample_timesteps(x0.shape[0], gen).to(x0.device)
         x_t = self.objective.add_noise(x0, noise, t)
         text, mask = self.drop_text(batch.text_embeds, batch.text_mask, gen)
-        valid = batch.extras[KEYS["valid"]].bool()
+        valid = slot_valid(batch.extras[KEYS["valid"]])
         given = format_switches(
             valid, self.hp.train_formats, self.hp.format_drop, self.hp.grounding_drop, gen
         )
@@ -122,7 +147,7 @@ class InstanceDiffusionModule(DiffusionModule):
         ``sample.guidance=mis``: the multi-instance sampler for the first ``method.mis`` of the steps
         (slot j alone: its grounding, its instance caption as the prompt); otherwise ``cfg`` / ``none``.
         """
-        valid = batch.extras[KEYS["valid"]].bool()
+        valid = slot_valid(batch.extras[KEYS["valid"]])
         given = format_switches(valid, self.hp.inference_formats)
         text, text_mask = batch.text_embeds, batch.text_mask.bool()
         cond = {"text_embeds": text, "text_mask": text_mask, **self.grounding(batch, given)}
@@ -152,7 +177,8 @@ class InstanceDiffusionModule(DiffusionModule):
 
     def instance_input(self, batch: VideoBatch, given: dict, valid: Tensor, j: int, cond: dict) -> dict:
         """MIS input of slot j: only that instance's grounding; its caption as the prompt (method.instance_captions)."""
-        only = valid & (torch.arange(valid.shape[1], device=valid.device) == j)
+        frame_valid = batch.extras[KEYS["valid"]].bool()  # [B, N] or [B, F', N]
+        only = frame_valid & (torch.arange(valid.shape[1], device=valid.device) == j)
         out = {**cond, **self.grounding(batch, given, only)}
         inst = batch.instances
         if self.hp.instance_captions and j < inst.prompt_embeds.shape[1]:
