@@ -118,3 +118,34 @@ def test_train_step_and_mis_sampling(setup):
     assert frozen and all(p.grad is None for p in frozen)
     out = module.generate_instances(batch, steps=2, seed=0)
     assert out.shape == batch.latents.shape and torch.isfinite(out).all()
+
+
+def test_real_size_parameter_overhead_on_wan():
+    """InstanceV Table 1, InstanceDiffusion on Wan2.1-1.3B: +96.06 % parameters (docs/methods/instancediffusion.md):
+    30 gated blocks of 16 d^2 + c d + 15 d + 2 (d = 1536, c = 768) + UniFusion over umT5's 4096-d captions."""
+    from vidgen.backbones import get_backbone
+    from vidgen.instances.gated_attention import gated_block_parameters
+
+    cfg = load_config([f"exp={EXP}", "backbone.init=random"])
+    with torch.device("meta"):
+        model = InstanceDiffusionModule.build_model(cfg, get_backbone("wan2.1-1.3b"))
+    added = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    backbone = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert backbone == 1_418_996_800
+    fusers = sum(p.numel() for p in model.gated.parameters())
+    assert fusers == 30 * gated_block_parameters(1536, 768)
+    assert added == 1_363_056_265 and abs(100 * added / backbone - 96.058) < 0.001
+
+
+def test_smoke_experiment_trains_and_evaluates(smoke):
+    from vidgen.runs import read_summary
+    from vidgen.train import train
+
+    run = train(
+        load_config(
+            smoke("logger=none", "train.max_steps=2", "method.eval_samples=1", "method.eval_steps=2", exp=EXP)
+        )
+    )
+    summary = read_summary(run)
+    assert summary["status"] == "completed" and summary["global_step"] == 2
+    assert 0.0 <= summary["eval/colour_acc"] <= 1.0

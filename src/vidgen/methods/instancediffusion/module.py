@@ -97,14 +97,12 @@ class InstanceDiffusionModule(DiffusionModule):
         [B, F', N] per latent frame on Wan, ``transform.py``) overrides the slots."""
         ex = {k: batch.extras[v] for k, v in KEYS.items()}
         valid = ex["valid"].bool() if valid is None else valid
-        video = valid.dim() == 3  # [B, F', N]: per-latent-frame grounding (Wan)
-        per = (lambda x: x[:, None]) if video else (lambda x: x)  # sample-level switches -> every frame
-        b, n = valid.shape[0], valid.shape[-1]
         text = ex["text"] if self.hp.instance_captions else torch.zeros_like(ex["text"])
-        rows = [
-            per(given[f]) & valid if f != "seg" else given[f].reshape(b, *[1] * (valid.dim() - 1)).expand_as(valid)
-            for f in ALL_FORMATS
-        ]
+
+        def every_frame(s: Tensor) -> Tensor:  # a sample's switch [B] or [B, N] -> valid's shape
+            return s.reshape(*s.shape[:1], *[1] * (valid.dim() - s.dim()), *s.shape[1:]).expand_as(valid)
+
+        rows = [every_frame(given[f]) & (valid if f != "seg" else True) for f in ALL_FORMATS]
         h, w = batch.latents.shape[-2:]
         return {
             "g_text": text, "g_valid": valid, "g_boxes": ex["boxes"], "g_points": ex["points"],

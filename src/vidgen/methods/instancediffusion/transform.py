@@ -59,7 +59,9 @@ def instance_extras(sample: VideoSample, hp: InstanceDiffusionConfig, frame: int
 
 def video_extras(sample: VideoSample, hp: InstanceDiffusionConfig, t_ds: int) -> dict[str, Tensor]:
     """``instance_extras`` of pixel frames 0, T_ds, 2 T_ds, ... stacked: [F', N, ...] (one per latent frame)."""
-    per = [instance_extras(sample, hp, int(f)) for f in grounding_frames(sample.instances.boxes.shape[1], t_ds)]
+    per = [
+        instance_extras(sample, hp, int(f)) for f in grounding_frames(sample.instances.boxes.shape[1], t_ds)
+    ]
     return {k: torch.stack([p[k] for p in per]) for k in per[0]}
 
 
