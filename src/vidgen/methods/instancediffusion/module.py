@@ -25,6 +25,7 @@ from vidgen.methods.instancediffusion.denoiser import InstanceDiffusionUNet
 from vidgen.methods.instancediffusion.sampler import MultiInstanceGuidance, sample_multi_instance
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_switches
 from vidgen.methods.instancediffusion.transform import KEYS, make_transform
+from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.wan import InstanceDiffusionWan, check_skip_feature
 from vidgen.methods.instancev.transform import pad_tokens
 
@@ -50,10 +51,12 @@ class InstanceDiffusionModule(DiffusionModule):
         if spec.family == "wan":
             check_skip_feature(hp, spec.name)  # before building the backbone
             return InstanceDiffusionWan(super().build_model(cfg, spec), hp)
+        if spec.family == "modelscope":
+            return InstanceDiffusionModelScope(super().build_model(cfg, spec), hp)
         if spec.family != "sd":
             raise ConfigError(
-                f"method=instancediffusion is implemented on the sd1.5 U-Net and Wan2.1; backbone={spec.name}. "
-                "Fix: backbone=sd1.5 or backbone=wan2.1-1.3b (the ModelScope port is not built yet)"
+                f"method=instancediffusion is implemented on sd1.5, modelscope-t2v and Wan2.1; "
+                f"backbone={spec.name}. Fix: backbone=sd1.5, backbone=modelscope-t2v or backbone=wan2.1-1.3b"
             )
         return InstanceDiffusionUNet(super().build_model(cfg, spec), hp)
 
@@ -62,7 +65,8 @@ class InstanceDiffusionModule(DiffusionModule):
         """The base inputs plus ``PROFILE_INSTANCES`` instances with every inference format given
         (InstanceV Table 1 measures overheads with 5 instance annotations per sample)."""
         inputs = super().example_inputs(spec, size, frames, height, width, model=model, batch=batch)
-        if isinstance(model, InstanceDiffusionWan):
+        video = isinstance(model, (InstanceDiffusionWan, InstanceDiffusionModelScope))
+        if video:
             uni = model.position_net.unifusion
         elif isinstance(model, InstanceDiffusionUNet):
             uni = model.model.position_net.unifusion
@@ -80,7 +84,7 @@ class InstanceDiffusionModule(DiffusionModule):
             g_scribbles=torch.rand(batch, n, scribble, 2, device=dev), g_polygons=torch.rand(batch, n, polygon, 2, device=dev),
             g_masks=torch.ones(batch, n, side, side, dtype=torch.bool, device=dev), g_latent=(int(h), int(w)),
         )  # fmt: skip
-        if isinstance(model, InstanceDiffusionWan):  # the same instances in every latent frame
+        if video:  # the same instances in every latent frame
             f = inputs["latents"].shape[2]
             for k, v in inputs.items():
                 if k.startswith("g_") and k != "g_latent":

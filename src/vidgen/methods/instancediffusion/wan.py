@@ -11,7 +11,7 @@ grounding tokens only (GLIGEN's ``video_attention=frame``).
 ScaleU does not apply: it rescales a U-Net decoder's backbone features and skip connections, and a
 DiT has neither (``method.skip_feature`` must be ``none``; ``scaleu`` / ``freeu`` are a ConfigError).
 Every gate starts at 0: the output equals the Wan backbone's bit for bit
-(tests/test_instancediffusion_wan.py).
+(tests/test_instancediffusion_video.py).
 """
 
 from __future__ import annotations

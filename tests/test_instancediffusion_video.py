@@ -1,5 +1,6 @@
-"""InstanceDiffusion on Wan2.1 (issue 14): per-latent-frame grounding, MaskAttn per frame, zero gates
-= the Wan backbone bit for bit, ScaleU refused on a DiT, training and MIS sampling on the tiny Wan."""
+"""InstanceDiffusion on Wan2.1 and ModelScope (issue 14): per-latent-frame grounding, MaskAttn per frame,
+zero gates (and ScaleU scales) = the backbone bit for bit, ScaleU refused on a DiT and trained on
+ModelScope's decoder, training and MIS sampling on the tiny backbones."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from vidgen.data.sample import collate
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.instancediffusion.fusion import MaskedFuser
+from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.module import InstanceDiffusionModule, slot_valid
 from vidgen.methods.instancediffusion.tokenizers import format_switches
 from vidgen.methods.instancediffusion.transform import KEYS
@@ -18,12 +20,13 @@ from vidgen.methods.instancediffusion.wan import InstanceDiffusionWan
 from vidgen.train import build_datamodule
 
 EXP = "instancediffusion_wan"
+VIDEO = [EXP, "instancediffusion_modelscope"]
 
 
 @pytest.fixture
 def setup(smoke):
-    def make(*extra, batch=2):
-        cfg = load_config(smoke("logger=none", *extra, exp=EXP))
+    def make(*extra, batch=2, exp=EXP):
+        cfg = load_config(smoke("logger=none", *extra, exp=exp))
         torch.manual_seed(0)
         module = InstanceDiffusionModule(cfg)
         dm = build_datamodule(cfg, module.spec)
@@ -58,11 +61,16 @@ def test_extras_are_per_latent_frame(setup):
     assert not torch.equal(boxes[:, 0], boxes[:, k])
 
 
-def test_step0_output_is_the_wan_backbones_bit_for_bit_and_grounding_arrives(setup):
-    module, _, batch = setup()
+@pytest.mark.parametrize("exp", VIDEO)
+def test_step0_output_is_the_backbones_bit_for_bit_and_grounding_arrives(setup, exp):
+    module, _, batch = setup(exp=exp)
     model = module.model.eval()
-    assert isinstance(model, InstanceDiffusionWan)
-    assert len([m for m in model.modules() if isinstance(m, MaskedFuser)]) == len(model.model.blocks)
+    fusers = [m for m in model.modules() if isinstance(m, MaskedFuser)]
+    if exp == EXP:
+        assert isinstance(model, InstanceDiffusionWan) and len(fusers) == len(model.model.blocks)
+    else:  # tiny 3D U-Net: down 1 + mid 1 + up 2 spatial blocks; ScaleU on the decoder resnets
+        assert isinstance(model, InstanceDiffusionModelScope) and len(fusers) == 4
+        assert len(model.scaleu.blocks) == sum(len(b.resnets) for b in model.model.up_blocks)
     torch.manual_seed(0)
     plain = DiffusionModule.build_model(module.cfg, module.spec).eval()  # same seed -> same weights
     args, kwargs = _inputs(module, batch)
@@ -75,6 +83,11 @@ def test_step0_output_is_the_wan_backbones_bit_for_bit_and_grounding_arrives(set
         assert not torch.allclose(grounded, reference, atol=1e-5)
         moved = dict(kwargs, g_boxes=torch.rand_like(kwargs["g_boxes"]))
         assert not torch.allclose(model(*args, **moved), grounded, atol=1e-6)  # the boxes reach it
+        if exp != EXP:  # ScaleU moves the output with no grounding at all
+            model.set_gates(0.0)
+            for b in model.scaleu.blocks:
+                b.s_b.data.fill_(0.5)
+            assert not torch.allclose(model(*args, text_mask=batch.text_mask), reference)
     with pytest.raises(ValueError, match="or none"):
         model(*args, g_boxes=kwargs["g_boxes"])
 
@@ -106,8 +119,9 @@ def test_scaleu_is_refused_on_a_dit(smoke):
             InstanceDiffusionModule(load_config(smoke(f"method.skip_feature={skip}", exp=EXP)))
 
 
-def test_train_step_and_mis_sampling(setup):
-    module, _, batch = setup("sample.guidance=mis", "method.mis=0.5")
+@pytest.mark.parametrize("exp", VIDEO)
+def test_train_step_and_mis_sampling(setup, exp):
+    module, _, batch = setup("sample.guidance=mis", "method.mis=0.5", exp=exp)
     module.model.set_gates(0.5)
     loss, _ = module.compute_loss(batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
@@ -116,6 +130,10 @@ def test_train_step_and_mis_sampling(setup):
     assert tok.grad is not None and tok.grad.abs().sum() > 0
     frozen = [p for n, p in module.model.named_parameters() if not p.requires_grad]
     assert frozen and all(p.grad is None for p in frozen)
+    trainable = {n.split(".")[0] for n, p in module.model.named_parameters() if p.requires_grad}
+    inner = {n for n, p in module.model.model.named_parameters() if p.requires_grad}
+    assert all(".fuser." in n for n in inner)  # inside the backbone only the fusers train
+    assert trainable == ({"gated", "position_net"} if exp == EXP else {"model", "position_net", "scaleu"})
     out = module.generate_instances(batch, steps=2, seed=0)
     assert out.shape == batch.latents.shape and torch.isfinite(out).all()
 
@@ -137,13 +155,14 @@ def test_real_size_parameter_overhead_on_wan():
     assert added == 1_363_056_265 and abs(100 * added / backbone - 96.058) < 0.001
 
 
-def test_smoke_experiment_trains_and_evaluates(smoke):
+@pytest.mark.parametrize("exp", VIDEO)
+def test_smoke_experiment_trains_and_evaluates(smoke, exp):
     from vidgen.runs import read_summary
     from vidgen.train import train
 
     run = train(
         load_config(
-            smoke("logger=none", "train.max_steps=2", "method.eval_samples=1", "method.eval_steps=2", exp=EXP)
+            smoke("logger=none", "train.max_steps=2", "method.eval_samples=1", "method.eval_steps=2", exp=exp)
         )
     )
     summary = read_summary(run)
