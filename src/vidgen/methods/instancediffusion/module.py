@@ -1,4 +1,5 @@
-"""InstanceDiffusionModule: fusers, tokenizers and ScaleU trained on a frozen SD1.5 U-Net (epsilon MSE).
+"""InstanceDiffusionModule: fusers, tokenizers and ScaleU trained on a frozen SD1.5 U-Net (epsilon MSE);
+ported to Wan2.1 (`wan.py`, flow objective, no ScaleU) and ModelScope (`modelscope.py`), grounding per latent frame.
 
 Training follows the released recipe (the slides have none): epsilon MSE, AdamW 5e-5 constant after
 5k warm-up, EMA 0.9999 (experiments/instancediffusion_sd15.yaml); per-format and whole-grounding
@@ -22,10 +23,10 @@ from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
 from vidgen.methods.instancediffusion.denoiser import InstanceDiffusionUNet
+from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.sampler import MultiInstanceGuidance, sample_multi_instance
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_switches
 from vidgen.methods.instancediffusion.transform import KEYS, make_transform
-from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.wan import InstanceDiffusionWan, check_skip_feature
 from vidgen.methods.instancev.transform import pad_tokens
 
@@ -122,7 +123,8 @@ class InstanceDiffusionModule(DiffusionModule):
 
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: VideoBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        """Epsilon MSE with caption dropout (train.cfg_dropout) and the per-format / whole-grounding drops."""
+        """The backbone objective's loss (SD / ModelScope: epsilon MSE; Wan: flow) with caption dropout
+        (train.cfg_dropout) and the per-format / whole-grounding drops."""
         x0 = batch.latents
         noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         t = self.objective.sample_timesteps(x0.shape[0], gen).to(x0.device)
