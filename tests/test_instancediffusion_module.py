@@ -115,7 +115,9 @@ def test_bad_config_is_one_clean_error(smoke):
         load_config(smoke("method.inference_formats=[lasso]", exp=EXP))
     with pytest.raises(ConfigError, match="inference_formats has seg but method.seg_tokens=0"):
         InstanceDiffusionConfig.from_cfg(load_config(smoke("method.seg_tokens=0", exp=EXP)))
-    with pytest.raises(ConfigError, match="implemented on the sd1.5 U-Net"):
+    with pytest.raises(
+        ConfigError, match="implemented on sd1.5, modelscope-t2v and Wan2.1; backbone=cogvideox-2b"
+    ):
         InstanceDiffusionModule(load_config(smoke("backbone=cogvideox-2b", exp=EXP)))
 
 

@@ -239,20 +239,26 @@ class GLIGENWan(GLIGENDenoiser):
         grounding_phrases=None,
     ):
         self._check_no_image(image_latents)
+        objs = None
+        if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
+            objs = _frames_first(self.position_net(grounding_boxes, grounding_masks, grounding_phrases))
+        return self.run_blocks(latents, timesteps, text_embeds, text_mask, objs)
+
+    def run_blocks(self, latents, timesteps, text_embeds, text_mask, objs):
+        """The T2V forward with ``objs`` (None = the plain backbone) handed to every gated block;
+        a tensor is cast to the activations' dtype, anything else (InstanceDiffusion's FusionInput)
+        is passed as it is."""
         m = self.model
         if text_mask is not None:
             text_embeds = text_embeds * text_mask[..., None].to(text_embeds.dtype)
         b, _, f, hh, ww = latents.shape
         p_t, p_h, p_w = m.config.patch_size
         frames, gh, gw = f // p_t, hh // p_h, ww // p_w
-        objs = None
-        if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
-            objs = _frames_first(self.position_net(grounding_boxes, grounding_masks, grounding_phrases))
         rope = m.rope(latents)
         x = m.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()  # [B, F'S, D]
         temb, temb_proj, ctx, _ = m.condition_embedder(timesteps, text_embeds, None)
         temb_proj = temb_proj.unflatten(1, (6, -1))
-        if objs is not None:
+        if isinstance(objs, Tensor):
             objs = objs.to(x.dtype)
         for i in range(len(m.blocks)):
             args = (i, x, ctx, temb_proj, rope, objs, frames)

@@ -47,11 +47,22 @@ def widths(hp: InstanceDiffusionConfig, tiny: bool) -> tuple[int, int, int]:
 def install(unet: nn.Module, hp: InstanceDiffusionConfig, text_dim: int, tiny: bool) -> ScaleUSet | None:
     """Freeze ``unet`` and add the trainable InstanceDiffusion modules; returns ScaleU (None without)."""
     unet.requires_grad_(False)
-    token_dim, hidden, seg_res = widths(hp, tiny)
+    token_dim = widths(hp, tiny)[0]
     for block in unet.modules():
         if isinstance(block, BasicTransformerBlock):
             d, heads = block.attn1.query_dim, block.attn1.heads
             block.fuser = MaskedFuser(d, token_dim, heads, d // heads)
+    unet.position_net = grounding_net(hp, text_dim, tiny)
+    if hp.skip_feature == "freeu":
+        enable_freeu(unet, hp.freeu)
+    if hp.skip_feature == "scaleu":
+        return ScaleUSet(unet, hp.scaleu_skip, hp.scaleu_threshold)
+    return None
+
+
+def grounding_net(hp: InstanceDiffusionConfig, text_dim: int, tiny: bool) -> GroundingNet:
+    """UniFusion (+ the seg branch) and the MaskAttn switches: grounding tensors -> ``FusionInput``."""
+    token_dim, hidden, seg_res = widths(hp, tiny)
     seg = None
     if hp.seg_tokens:
         seg = SegTokenizer(
@@ -61,12 +72,7 @@ def install(unet: nn.Module, hp: InstanceDiffusionConfig, text_dim: int, tiny: b
         hp.max_instances, text_dim, token_dim, hidden, hp.fourier_freqs,
         hp.scribble_points, hp.polygon_points, hp.fusion, seg,
     )  # fmt: skip
-    unet.position_net = GroundingNet(uni, hp.mask_attn, hp.mask_attn_containers)
-    if hp.skip_feature == "freeu":
-        enable_freeu(unet, hp.freeu)
-    if hp.skip_feature == "scaleu":
-        return ScaleUSet(unet, hp.scaleu_skip, hp.scaleu_threshold)
-    return None
+    return GroundingNet(uni, hp.mask_attn, hp.mask_attn_containers)
 
 
 class InstanceDiffusionUNet(SD15Backbone):

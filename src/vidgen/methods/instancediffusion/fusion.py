@@ -57,7 +57,8 @@ class MaskedFuser(GatedSelfAttention):
     """``x + tanh(a_attn) SA_mask([x, Linear(G)])[:N] ; x + tanh(a_dense) FF(LN(x))`` (Eq. 2 + GLIGEN's FF).
 
     Instance regions I(v) are the boxes (the released code's ``att_masks``; the paper allows box or
-    mask regions). With ``objs`` a plain tensor it is the shared GLIGEN block, unmasked.
+    mask regions). With ``objs`` a plain tensor it is the shared GLIGEN block, unmasked. ``frames``
+    > 1 (Wan): x is [B, F' S, d] and ``objs`` holds B F' rows (frames fastest), one per latent frame.
     """
 
     def forward(self, x: Tensor, objs: FusionInput | Tensor, frames: int = 1) -> Tensor:
@@ -65,6 +66,9 @@ class MaskedFuser(GatedSelfAttention):
             return super().forward(x, objs, frames)
         if not self.enabled:
             return x
+        if frames > 1:  # a video DiT's [B, F' S, d]: each latent frame fuses with its own grounding
+            b, d = x.shape[0], x.shape[-1]
+            return self.forward(x.reshape(b * frames, -1, d), objs).reshape(b, -1, d)
         n = x.shape[1]  # [B, N_visual, d]
         g = self.linear(objs.tokens.to(x.dtype))  # [B, T, d]
         mask = objs.attention_mask(n)  # [B, N + T, N + T] or None

@@ -1,4 +1,5 @@
-"""InstanceDiffusionModule: fusers, tokenizers and ScaleU trained on a frozen SD1.5 U-Net (epsilon MSE).
+"""InstanceDiffusionModule: fusers, tokenizers and ScaleU trained on a frozen SD1.5 U-Net (epsilon MSE);
+ported to Wan2.1 (`wan.py`, flow objective, no ScaleU) and ModelScope (`modelscope.py`), grounding per latent frame.
 
 Training follows the released recipe (the slides have none): epsilon MSE, AdamW 5e-5 constant after
 5k warm-up, EMA 0.9999 (experiments/instancediffusion_sd15.yaml); per-format and whole-grounding
@@ -22,12 +23,20 @@ from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
 from vidgen.methods.instancediffusion.denoiser import InstanceDiffusionUNet
+from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.sampler import MultiInstanceGuidance, sample_multi_instance
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_switches
 from vidgen.methods.instancediffusion.transform import KEYS, make_transform
+from vidgen.methods.instancediffusion.wan import InstanceDiffusionWan, check_skip_feature
 from vidgen.methods.instancev.transform import pad_tokens
 
 PROFILE_INSTANCES = 5  # InstanceV Sec. 8: overheads are measured with 5 instance annotations
+
+
+def slot_valid(valid: Tensor) -> Tensor:
+    """[B, N] or per latent frame [B, F', N] -> [B, N]: slots holding an instance in any frame."""
+    valid = valid.bool()
+    return valid.any(1) if valid.dim() == 3 else valid
 
 
 class InstanceDiffusionModule(DiffusionModule):
@@ -39,21 +48,31 @@ class InstanceDiffusionModule(DiffusionModule):
 
     @classmethod
     def build_model(cls, cfg: DictConfig, spec: BackboneSpec) -> nn.Module:
+        hp = InstanceDiffusionConfig.from_cfg(cfg)
+        if spec.family == "wan":
+            check_skip_feature(hp, spec.name)  # before building the backbone
+            return InstanceDiffusionWan(super().build_model(cfg, spec), hp)
+        if spec.family == "modelscope":
+            return InstanceDiffusionModelScope(super().build_model(cfg, spec), hp)
         if spec.family != "sd":
             raise ConfigError(
-                f"method=instancediffusion is implemented on the sd1.5 U-Net; backbone={spec.name}. "
-                "Fix: backbone=sd1.5 (the Wan and ModelScope ports are not built yet)"
+                f"method=instancediffusion is implemented on sd1.5, modelscope-t2v and Wan2.1; "
+                f"backbone={spec.name}. Fix: backbone=sd1.5, backbone=modelscope-t2v or backbone=wan2.1-1.3b"
             )
-        return InstanceDiffusionUNet(super().build_model(cfg, spec), InstanceDiffusionConfig.from_cfg(cfg))
+        return InstanceDiffusionUNet(super().build_model(cfg, spec), hp)
 
     @classmethod
     def example_inputs(cls, spec, size, frames, height, width, model, batch: int = 1) -> dict[str, Tensor]:
         """The base inputs plus ``PROFILE_INSTANCES`` instances with every inference format given
         (InstanceV Table 1 measures overheads with 5 instance annotations per sample)."""
         inputs = super().example_inputs(spec, size, frames, height, width, model=model, batch=batch)
-        if not isinstance(model, InstanceDiffusionUNet):
+        video = isinstance(model, (InstanceDiffusionWan, InstanceDiffusionModelScope))
+        if video:
+            uni = model.position_net.unifusion
+        elif isinstance(model, InstanceDiffusionUNet):
+            uni = model.model.position_net.unifusion
+        else:
             return inputs
-        uni = model.model.position_net.unifusion
         n, dev, (h, w) = uni.slots, inputs["latents"].device, inputs["latents"].shape[-2:]
         valid = (torch.arange(n, device=dev) < PROFILE_INSTANCES).expand(batch, n)
         box = torch.tensor([0.1, 0.1, 0.6, 0.6], device=dev).expand(batch, n, 4)
@@ -66,6 +85,11 @@ class InstanceDiffusionModule(DiffusionModule):
             g_scribbles=torch.rand(batch, n, scribble, 2, device=dev), g_polygons=torch.rand(batch, n, polygon, 2, device=dev),
             g_masks=torch.ones(batch, n, side, side, dtype=torch.bool, device=dev), g_latent=(int(h), int(w)),
         )  # fmt: skip
+        if video:  # the same instances in every latent frame
+            f = inputs["latents"].shape[2]
+            for k, v in inputs.items():
+                if k.startswith("g_") and k != "g_latent":
+                    inputs[k] = v[:, None].expand(batch, f, *v.shape[1:])
         return inputs
 
     @classmethod
@@ -74,34 +98,39 @@ class InstanceDiffusionModule(DiffusionModule):
 
     # ----------------------------------------------------------------------------- inputs
     def grounding(self, batch: VideoBatch, given: dict[str, Tensor], valid: Tensor | None = None) -> dict:
-        """The denoiser's ``g_*`` kwargs; ``given`` from ``format_switches``; ``valid`` [B, N] overrides the slots."""
+        """The denoiser's ``g_*`` kwargs; ``given`` from ``format_switches``; ``valid`` [B, N] (or
+        [B, F', N] per latent frame on Wan, ``transform.py``) overrides the slots."""
         ex = {k: batch.extras[v] for k, v in KEYS.items()}
         valid = ex["valid"].bool() if valid is None else valid
-        b, n = valid.shape
         text = ex["text"] if self.hp.instance_captions else torch.zeros_like(ex["text"])
-        rows = [given[f] & valid if f != "seg" else given[f][:, None].expand(b, n) for f in ALL_FORMATS]
+
+        def every_frame(s: Tensor) -> Tensor:  # a sample's switch [B] or [B, N] -> valid's shape
+            return s.reshape(*s.shape[:1], *[1] * (valid.dim() - s.dim()), *s.shape[1:]).expand_as(valid)
+
+        rows = [every_frame(given[f]) & (valid if f != "seg" else True) for f in ALL_FORMATS]
         h, w = batch.latents.shape[-2:]
         return {
             "g_text": text, "g_valid": valid, "g_boxes": ex["boxes"], "g_points": ex["points"],
             "g_scribbles": ex["scribbles"], "g_polygons": ex["polygons"], "g_masks": ex["masks"],
-            "g_given": torch.stack(rows, dim=1),
+            "g_given": torch.stack(rows, dim=-2),
             "g_latent": (int(h), int(w)),
         }  # fmt: skip
 
     def null_grounding(self, batch: VideoBatch) -> dict:
         """Every slot empty and every format null: the unconditional branch of CFG (released sampler)."""
         valid = torch.zeros_like(batch.extras[KEYS["valid"]].bool())
-        return self.grounding(batch, format_switches(valid, ()), valid)
+        return self.grounding(batch, format_switches(slot_valid(valid), ()), valid)
 
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: VideoBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        """Epsilon MSE with caption dropout (train.cfg_dropout) and the per-format / whole-grounding drops."""
+        """The backbone objective's loss (SD / ModelScope: epsilon MSE; Wan: flow) with caption dropout
+        (train.cfg_dropout) and the per-format / whole-grounding drops."""
         x0 = batch.latents
         noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         t = self.objective.sample_timesteps(x0.shape[0], gen).to(x0.device)
         x_t = self.objective.add_noise(x0, noise, t)
         text, mask = self.drop_text(batch.text_embeds, batch.text_mask, gen)
-        valid = batch.extras[KEYS["valid"]].bool()
+        valid = slot_valid(batch.extras[KEYS["valid"]])
         given = format_switches(
             valid, self.hp.train_formats, self.hp.format_drop, self.hp.grounding_drop, gen
         )
@@ -122,7 +151,7 @@ class InstanceDiffusionModule(DiffusionModule):
         ``sample.guidance=mis``: the multi-instance sampler for the first ``method.mis`` of the steps
         (slot j alone: its grounding, its instance caption as the prompt); otherwise ``cfg`` / ``none``.
         """
-        valid = batch.extras[KEYS["valid"]].bool()
+        valid = slot_valid(batch.extras[KEYS["valid"]])
         given = format_switches(valid, self.hp.inference_formats)
         text, text_mask = batch.text_embeds, batch.text_mask.bool()
         cond = {"text_embeds": text, "text_mask": text_mask, **self.grounding(batch, given)}
@@ -152,7 +181,8 @@ class InstanceDiffusionModule(DiffusionModule):
 
     def instance_input(self, batch: VideoBatch, given: dict, valid: Tensor, j: int, cond: dict) -> dict:
         """MIS input of slot j: only that instance's grounding; its caption as the prompt (method.instance_captions)."""
-        only = valid & (torch.arange(valid.shape[1], device=valid.device) == j)
+        frame_valid = batch.extras[KEYS["valid"]].bool()  # [B, N] or [B, F', N]
+        only = frame_valid & (torch.arange(valid.shape[1], device=valid.device) == j)
         out = {**cond, **self.grounding(batch, given, only)}
         inst = batch.instances
         if self.hp.instance_captions and j < inst.prompt_embeds.shape[1]:
