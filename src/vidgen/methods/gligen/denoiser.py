@@ -24,9 +24,9 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock, GatedSelfAttentionDense
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from vidgen.backbones.registry import Backbone
+from vidgen.backbones.wan_blocks import wan_forward
 from vidgen.errors import ConfigError
 from vidgen.instances.gated_attention import GatedSelfAttention, GroundingTokenNet, gated_block_parameters
 from vidgen.methods.gligen.config import VIDEO_ATTENTION
@@ -209,24 +209,6 @@ class GLIGENWan(GLIGENDenoiser):
         self.position_net = GroundingTokenNet(phrase_dim, token_dim)
         self._freeze(self.position_net)
 
-    def _block(self, i: int, x, ctx, temb, rope, objs, frames):
-        """diffusers WanTransformerBlock.forward (T2V) with the gated block between steps 1 and 2."""
-        block = self.model.blocks[i]
-        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
-            block.scale_shift_table + temb.float()
-        ).chunk(6, dim=1)
-        h = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
-        x = (x.float() + block.attn1(h, None, None, rope) * gate_msa).type_as(x)
-        if objs is not None:
-            if self.video_attention == "joint":  # every token with every frame's grounding tokens
-                x = self.gated[i](x, objs.reshape(x.shape[0], -1, objs.shape[-1]))
-            else:
-                x = self.gated[i](x, objs, frames)
-        h = block.norm2(x.float()).type_as(x)
-        x = x + block.attn2(h, ctx, None, None)
-        h = (block.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
-        return (x.float() + block.ffn(h).float() * c_gate_msa).type_as(x)
-
     def forward(
         self,
         latents,
@@ -248,29 +230,20 @@ class GLIGENWan(GLIGENDenoiser):
         """The T2V forward with ``objs`` (None = the plain backbone) handed to every gated block;
         a tensor is cast to the activations' dtype, anything else (InstanceDiffusion's FusionInput)
         is passed as it is."""
-        m = self.model
-        if text_mask is not None:
-            text_embeds = text_embeds * text_mask[..., None].to(text_embeds.dtype)
-        b, _, f, hh, ww = latents.shape
-        p_t, p_h, p_w = m.config.patch_size
-        frames, gh, gw = f // p_t, hh // p_h, ww // p_w
-        rope = m.rope(latents)
-        x = m.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()  # [B, F'S, D]
-        temb, temb_proj, ctx, _ = m.condition_embedder(timesteps, text_embeds, None)
-        temb_proj = temb_proj.unflatten(1, (6, -1))
-        if isinstance(objs, Tensor):
-            objs = objs.to(x.dtype)
-        for i in range(len(m.blocks)):
-            args = (i, x, ctx, temb_proj, rope, objs, frames)
-            if torch.is_grad_enabled() and m.gradient_checkpointing:
-                x = checkpoint(self._block, *args, use_reentrant=False)
-            else:
-                x = self._block(*args)
-        shift, scale = (m.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
-        x = (m.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
-        x = m.proj_out(x)
-        x = x.reshape(b, frames, gh, gw, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+        def between(x: Tensor, ctx: Tensor, frames: int):
+            if objs is None:
+                return None  # the plain backbone
+            grounding = objs.to(x.dtype) if isinstance(objs, Tensor) else objs
+
+            def gated(i: int, x: Tensor, mod: tuple[Tensor, ...]) -> Tensor:
+                if self.video_attention == "joint":  # every token with every frame's grounding tokens
+                    return self.gated[i](x, grounding.reshape(x.shape[0], -1, grounding.shape[-1]))
+                return self.gated[i](x, grounding, frames)
+
+            return gated
+
+        return wan_forward(self.model, latents, timesteps, text_embeds, text_mask, between)
 
 
 def build_gligen(
