@@ -30,7 +30,14 @@ from pathlib import Path
 
 import torch
 
-from vidgen.benchmark_runs import export_weights, machine, smoke_overrides, train_run, write_record
+from vidgen.benchmark_runs import (
+    export_weights,
+    generate_clips,
+    machine,
+    smoke_overrides,
+    train_run,
+    write_record,
+)
 
 RESULTS = Path(__file__).parent / "results" / "gligen_layout.json"
 
@@ -104,29 +111,9 @@ def box_ap(videos, samples) -> float:
 
 
 def evaluate(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
-    from vidgen.config import load_config
-    from vidgen.data.sample import collate
     from vidgen.eval.instance_metrics import shapes_layout_metrics
-    from vidgen.methods.gligen.module import GLIGENModule
-    from vidgen.train import build_datamodule
 
-    cfg = load_config(
-        [*overrides, f"method.eval_samples={args.eval_samples}", f"method.eval_steps={args.eval_steps}"]
-    )
-    module = GLIGENModule(cfg)
-    if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    dm = build_datamodule(cfg, module.spec)
-    dm.transform = GLIGENModule.sample_transform(cfg, dm)
-    module.set_null_text(*dm.null_text())
-    module.eval()
-    samples = [dm.dataset[i] for i in range(min(args.eval_samples, len(dm.dataset)))]
-    videos = []
-    with torch.no_grad():
-        for i, s in enumerate(samples):
-            latents = module.generate_instances(collate([s]), args.eval_steps, int(cfg.seed) + i)
-            videos.append(dm.codec().decode(latents.float())[0])
+    videos, samples = generate_clips(overrides, ckpt, args.eval_samples, args.eval_steps)
     return {**shapes_layout_metrics(videos, samples), "box_ap": box_ap(videos, samples)}
 
 

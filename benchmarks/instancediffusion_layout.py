@@ -23,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from vidgen.benchmark_runs import export_weights, machine, train_run, write_record
+from vidgen.benchmark_runs import export_weights, load_for_eval, machine, train_run, write_record
 
 RESULTS = Path(__file__).parent / "results" / "instancediffusion_layout.json"
 EXP = "exp=instancediffusion_sd15"
@@ -41,20 +39,13 @@ def common(args, run_dir: Path, steps: int) -> list[str]:
 
 
 def scores(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
-    from vidgen.config import load_config
-    from vidgen.methods.instancediffusion.module import InstanceDiffusionModule
-    from vidgen.train import build_datamodule
-
-    cfg = load_config(
-        [*overrides, f"method.eval_samples={args.eval_samples}", f"method.eval_steps={args.eval_steps}"]
-    )
-    module = InstanceDiffusionModule(cfg)
-    if ckpt is not None:
-        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
-    dm = build_datamodule(cfg, module.spec)
-    dm.transform = InstanceDiffusionModule.sample_transform(cfg, dm)
-    module.set_null_text(*dm.null_text())
-    return module.eval().evaluate(dm)
+    overrides = [
+        *overrides,
+        f"method.eval_samples={args.eval_samples}",
+        f"method.eval_steps={args.eval_steps}",
+    ]
+    _, module, dm = load_for_eval(overrides, ckpt)
+    return module.evaluate(dm)
 
 
 def main(argv: list[str] | None = None) -> int:

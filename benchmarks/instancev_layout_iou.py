@@ -28,36 +28,23 @@ from pathlib import Path
 
 import torch
 
-from vidgen.benchmark_runs import export_weights, machine, smoke_overrides, train_run, write_record
+from vidgen.benchmark_runs import (
+    export_weights,
+    generate_clips,
+    machine,
+    smoke_overrides,
+    train_run,
+    write_record,
+)
 
 RESULTS = Path(__file__).parent / "results" / "instancev_layout_iou.json"
 
 
 def layout_iou(args, overrides: list[str], ckpt: Path | None) -> dict:
     """Means as `InstanceVModule.evaluate` gives them, plus the per-instance records (IoU, area)."""
-    from vidgen.config import load_config
-    from vidgen.data.sample import collate
     from vidgen.eval.instance_metrics import shapes_layout_records, weighted_means
-    from vidgen.methods.instancev.module import InstanceVModule
-    from vidgen.train import build_datamodule
 
-    cfg = load_config(
-        [*overrides, f"method.eval_samples={args.eval_samples}", f"method.eval_steps={args.eval_steps}"]
-    )
-    module = InstanceVModule(cfg)
-    if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    dm = build_datamodule(cfg, module.spec)
-    dm.transform = InstanceVModule.sample_transform(cfg, dm)
-    module.set_null_text(*dm.null_text())
-    module.eval()
-    samples = [dm.dataset[i] for i in range(min(args.eval_samples, len(dm.dataset)))]
-    codec, videos = dm.codec(), []
-    with torch.no_grad():
-        for i, s in enumerate(samples):  # the loop of InstanceVModule.evaluate, keeping per-instance values
-            latents = module.generate_instances(collate([s]), args.eval_steps, int(cfg.seed) + i)
-            videos.append(codec.decode(latents.float())[0])
+    videos, samples = generate_clips(overrides, ckpt, args.eval_samples, args.eval_steps)
     ious, areas = shapes_layout_records(videos, samples)
     mean, aw = weighted_means(ious, areas)
     return {"layout_iou": mean, "layout_iou_aw": aw, "iou": ious.tolist(), "area": areas.tolist()}

@@ -46,6 +46,44 @@ def export_weights(run: Path, out: Path) -> Path:
     return out
 
 
+def load_for_eval(overrides: list[str], ckpt: Path | None):
+    """(cfg, module in eval mode, datamodule with the method's transform) of ``overrides``, with the
+    weights of ``ckpt`` when given (``weights_only``), as training would see the data."""
+    import torch
+
+    from vidgen.config import load_config
+    from vidgen.methods import method_class
+    from vidgen.train import build_datamodule
+
+    cfg = load_config(overrides)
+    cls = method_class(cfg.method.name)
+    module = cls(cfg)
+    if ckpt is not None:
+        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    dm = build_datamodule(cfg, module.spec)
+    dm.transform = cls.sample_transform(cfg, dm)
+    module.set_null_text(*dm.null_text())
+    return cfg, module.eval(), dm
+
+
+def generate_clips(overrides: list[str], ckpt: Path | None, n: int, steps: int) -> tuple[list, list]:
+    """(videos [3, F, H, W], samples) of the first ``n`` clips, each generated with its own instances
+    by the method's ``generate_instances`` (seed ``cfg.seed + i``): the loop of the instance
+    methods' ``evaluate``, keeping the videos for per-instance scores."""
+    import torch
+
+    from vidgen.data.sample import collate
+
+    cfg, module, dm = load_for_eval(overrides, ckpt)
+    samples = [dm.dataset[i] for i in range(min(n, len(dm.dataset)))]
+    codec, videos = dm.codec(), []
+    with torch.no_grad():
+        for i, s in enumerate(samples):
+            latents = module.generate_instances(collate([s]), steps, int(cfg.seed) + i)
+            videos.append(codec.decode(latents.float())[0])
+    return videos, samples
+
+
 def machine() -> dict:
     import torch
 
