@@ -94,13 +94,15 @@ def test_smoke_sample_uses_dpm_and_writes_the_routing_maps_beside_the_mp4(tmp_pa
     ckpt = tmp_path / "w.ckpt"
     torch.save({"state_dict": module.state_dict()}, ckpt)
     used = []
-    real = ingredients_module.sample_latents
+    import vidgen.methods.base as base_module  # the shared sampler loop (DiffusionModule.sample_branches)
+
+    real = base_module.sample_latents
 
     def spy(denoise, scheduler, *args, **kwargs):
         used.append(type(scheduler))
         return real(denoise, scheduler, *args, **kwargs)
 
-    monkeypatch.setattr(ingredients_module, "sample_latents", spy)
+    monkeypatch.setattr(base_module, "sample_latents", spy)
     ids = f"ids=[{_png(tmp_path / 'a.png', face_crop(0))},{_png(tmp_path / 'b.png', face_crop(1))}]"
     out = tmp_path / "clip.mp4"
     argv = [*base, f"ckpt={ckpt}", "prompt=two faces", f"out={out}", ids, "steps=2", "routing_maps=true"]

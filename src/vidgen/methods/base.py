@@ -49,7 +49,10 @@ class DiffusionModule(L.LightningModule):
         self.model = model if model is not None else self.build_model(self.cfg, self.spec)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
         self.objective = make_objective(
-            self.spec.objective, self.spec.scheduler_cls, self.spec.scheduler_config, **_plain(self.cfg.objective)
+            self.spec.objective,
+            self.spec.scheduler_cls,
+            self.spec.scheduler_config,
+            **_plain(self.cfg.objective),
         )
         text_len = self.spec.text_len_for(self.cfg.backbone.size)
         text_dim = self.spec.text_dim_for(self.cfg.backbone.size)
@@ -72,7 +75,14 @@ class DiffusionModule(L.LightningModule):
 
     @classmethod
     def example_inputs(
-        cls, spec: BackboneSpec, size: str, frames: int, height: int, width: int, model: nn.Module, batch: int = 1
+        cls,
+        spec: BackboneSpec,
+        size: str,
+        frames: int,
+        height: int,
+        width: int,
+        model: nn.Module,
+        batch: int = 1,
     ) -> dict[str, Tensor]:
         """Denoiser inputs for one forward at a pixel resolution (profiling, benchmarks)."""
         device = next(model.parameters()).device
@@ -80,7 +90,9 @@ class DiffusionModule(L.LightningModule):
         inputs = {
             "latents": torch.randn(batch, c, f, h, w, device=device),
             "timesteps": torch.full((batch,), 500, device=device),
-            "text_embeds": torch.randn(batch, spec.text_len_for(size), spec.text_dim_for(size), device=device),
+            "text_embeds": torch.randn(
+                batch, spec.text_len_for(size), spec.text_dim_for(size), device=device
+            ),
         }
         if spec.image_condition:
             inputs["image_latents"] = torch.randn(batch, c, 1, h, w, device=device)
@@ -111,7 +123,9 @@ class DiffusionModule(L.LightningModule):
         self.null_text_embeds.copy_(embeds.to(self.null_text_embeds))
         self.null_text_mask.copy_(mask.to(torch.bool))
 
-    def denoise(self, x_t: Tensor, t: Tensor, text_embeds: Tensor, text_mask: Tensor, batch: VideoBatch | None):
+    def denoise(
+        self, x_t: Tensor, t: Tensor, text_embeds: Tensor, text_mask: Tensor, batch: VideoBatch | None
+    ):
         """One denoiser call; methods feed their extra conditions here."""
         image = batch.image_latents if (batch is not None and self.spec.image_condition) else None
         return self.model(x_t, t, text_embeds, text_mask=text_mask, image_latents=image)
@@ -155,8 +169,10 @@ class DiffusionModule(L.LightningModule):
         return loss
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device) if isinstance(batch, VideoBatch) else super().transfer_batch_to_device(
-            batch, device, dataloader_idx
+        return (
+            batch.to(device)
+            if isinstance(batch, VideoBatch)
+            else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 
     def configure_optimizers(self):
@@ -164,7 +180,9 @@ class DiffusionModule(L.LightningModule):
         optim_cfg = _plain(self.cfg.optim)
         optimizer = build_optimizer(params, **optim_cfg)
         sched_cfg = dict(_plain(self.cfg.schedule))
-        scheduler, interval = build_lr_schedule(optimizer, max_steps=int(self.cfg.train.max_steps), **sched_cfg)
+        scheduler, interval = build_lr_schedule(
+            optimizer, max_steps=int(self.cfg.train.max_steps), **sched_cfg
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # Schedules whose shape depends on train.max_steps cannot be stretched when a run is resumed.
@@ -208,24 +226,44 @@ class DiffusionModule(L.LightningModule):
         b = text_embeds.shape[0]
         scheduler = make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config)
         cond = {"text_embeds": text_embeds, "text_mask": text_mask}
-        uncond = {"text_embeds": null_embeds.expand_as(text_embeds), "text_mask": null_mask.expand_as(text_mask)}
+        uncond = {
+            "text_embeds": null_embeds.expand_as(text_embeds),
+            "text_mask": null_mask.expand_as(text_mask),
+        }
         if image_latents is not None:
             cond["image_latents"] = uncond["image_latents"] = image_latents
-        guide = make_guidance(guidance, scale=guidance_scale) if guidance == "cfg" else make_guidance(guidance)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        guide = (
+            make_guidance(guidance, scale=guidance_scale) if guidance == "cfg" else make_guidance(guidance)
+        )
+        return self.sample_branches((b, *latent_shape), cond, uncond, guide, steps, seed, scheduler)
 
-        def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
-            t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
-            return self.model(x, t.to(x.device), **kwargs)
+    def sampler_step(self, x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
+        """The model at timestep ``t`` (one value for the batch, or one per row): the sampler's callable."""
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
+        return self.model(x, t.to(x.device), **kwargs)
 
+    def configured_guidance(self, **extra):
+        """``sample.guidance`` at ``sample.guidance_scale`` (``none`` takes no scale); ``extra`` goes to
+        the guidance's constructor (e.g. MIS's fraction)."""
+        name = str(self.cfg.sample.guidance)
+        if name == "none":
+            return make_guidance(name)
+        return make_guidance(name, scale=float(self.cfg.sample.guidance_scale), **extra)
+
+    def sample_branches(
+        self, shape, cond: dict, uncond: dict, guide, steps: int, seed: int, scheduler=None, **kwargs
+    ) -> Tensor:
+        """The shared sampler loop over ``cond`` / ``uncond`` model kwargs on this backbone's scheduler
+        (or ``scheduler``), seeded on the CPU so a sample is the same on any device."""
         return sample_latents(
-            denoise,
-            scheduler,
-            (b, *latent_shape),
+            self.sampler_step,
+            scheduler or make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
+            tuple(shape),
             cond,
             uncond,
             guide,
             num_steps=steps,
-            generator=generator,
+            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
             device=self.device,
+            **kwargs,
         )

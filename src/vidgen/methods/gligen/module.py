@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
-from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
+from vidgen.diffusion import make_guidance
 from vidgen.errors import DataError
 from vidgen.instances.gated_attention import MAX_BOXES, grounding_slots, pool_phrases
 from vidgen.instances.validate import check_instances
@@ -154,21 +154,7 @@ class GLIGENModule(DiffusionModule):
             **grounding,
             "grounding_masks": torch.zeros_like(grounding["grounding_masks"]),  # null tokens (diffusers)
         }
-
-        def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
-            return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
-
-        return sample_latents(
-            denoise,
-            make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
-            shape,
-            cond,
-            uncond,
-            self.make_guidance(steps),
-            num_steps=steps,
-            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
-            device=self.device,
-        )
+        return self.sample_branches(shape, cond, uncond, self.make_guidance(steps), steps, seed)
 
     @torch.no_grad()
     def evaluate(self, datamodule) -> dict[str, float]:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
-from vidgen.diffusion import make_guidance, sample_latents
+from vidgen.diffusion import make_guidance
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.ingredients.composite import composite_latents
@@ -211,10 +211,6 @@ class IngredientsModule(DiffusionModule):
         """The shared sampler loop; faces and composite go to both CFG branches (released code, facts C.4),
         only the caption is dropped in the unconditional one."""
         guide = make_guidance(guidance) if guidance == "none" else make_guidance(guidance, scale=scale)
-
-        def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
-            return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
-
         scheduler = make_sampler(self.hp.sampler, self.spec)
         _, p_h, p_w = self.spec.patch_size  # the token grid F' x H'/2 x W'/2 (CogVideoX 1.0)
         grid = (shape[2], shape[3] // p_h, shape[4] // p_w)
@@ -225,18 +221,7 @@ class IngredientsModule(DiffusionModule):
                 logits = [phi[-1].detach().cpu() for phi in self.model.routing_logits]
                 self.last_routing = (logits, cond["face_valid"][-1].cpu(), grid)
 
-        return sample_latents(
-            denoise,
-            scheduler,
-            tuple(shape),
-            cond,
-            uncond,
-            guide,
-            num_steps=steps,
-            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
-            device=self.device,
-            callback=keep_routing,
-        )
+        return self.sample_branches(shape, cond, uncond, guide, steps, seed, scheduler, callback=keep_routing)
 
     def save_routing_maps(self, path) -> None:
         """Fig. 5: the last ``generate_faces``' final-step routing as a PNG grid (``routing_maps.py``)."""

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
-from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
+from vidgen.diffusion import make_scheduler
 from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
@@ -158,26 +158,17 @@ class InstanceDiffusionModule(DiffusionModule):
         null_t = self.null_text_embeds.to(text.dtype)[None].expand_as(text)
         uncond = {"text_embeds": null_t, "text_mask": self.null_text_mask[None].expand_as(text_mask)}
         uncond.update(self.null_grounding(batch))
-        name, scale = str(self.cfg.sample.guidance), float(self.cfg.sample.guidance_scale)
-        kwargs = {"fraction": self.hp.mis} if name == "mis" else {}
-        guide = make_guidance(name) if name == "none" else make_guidance(name, scale=scale, **kwargs)
-        scheduler = make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config)
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-
-        def denoise(x: Tensor, t: Tensor, **kw: Tensor) -> Tensor:
-            return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kw)
-
+        guide = self.configured_guidance(**({"fraction": self.hp.mis} if self.cfg.sample.guidance == "mis" else {}))
         shape = tuple(batch.latents.shape)
         if isinstance(guide, MultiInstanceGuidance) and guide.fraction > 0:
             slots = [j for j in range(valid.shape[1]) if valid[:, j].any()]  # empty slots add nothing
             inst = [self.instance_input(batch, given, valid, j, cond) for j in slots]
             return sample_multi_instance(
-                denoise, scheduler, shape, cond, inst, valid[:, slots], uncond, guide,
-                num_steps=steps, generator=gen, device=self.device,
+                self.sampler_step, make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config), shape,
+                cond, inst, valid[:, slots], uncond, guide,
+                num_steps=steps, generator=torch.Generator(device="cpu").manual_seed(int(seed)), device=self.device,
             )  # fmt: skip
-        return sample_latents(
-            denoise, scheduler, shape, cond, uncond, guide, num_steps=steps, generator=gen, device=self.device
-        )
+        return self.sample_branches(shape, cond, uncond, guide, steps, seed)
 
     def instance_input(self, batch: VideoBatch, given: dict, valid: Tensor, j: int, cond: dict) -> dict:
         """MIS input of slot j: only that instance's grounding; its caption as the prompt (method.instance_captions)."""

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample, collate
-from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
 from vidgen.errors import ConfigError
 from vidgen.instances.grounding import instance_token_masks
 from vidgen.methods.base import DiffusionModule, _plain
@@ -155,27 +154,7 @@ class InstanceVModule(DiffusionModule):
         """Sample latents [B, C, F', H', W'] for a batch's captions and instances with ``sample.guidance``."""
         shape = tuple(batch.latents.shape)
         cond, uncond = self.branches(batch, shape, batch.text_embeds, batch.text_mask.bool())
-        name = str(self.cfg.sample.guidance)
-        guide = (
-            make_guidance(name)
-            if name == "none"
-            else make_guidance(name, scale=float(self.cfg.sample.guidance_scale))
-        )
-
-        def denoise(x: Tensor, t: Tensor, **kwargs: Tensor) -> Tensor:
-            return self.model(x, t.reshape(-1).expand(x.shape[0]).to(x.device), **kwargs)
-
-        return sample_latents(
-            denoise,
-            make_scheduler(self.spec.scheduler_cls, self.spec.scheduler_config),
-            shape,
-            cond,
-            uncond,
-            guide,
-            num_steps=steps,
-            generator=torch.Generator(device="cpu").manual_seed(int(seed)),
-            device=self.device,
-        )
+        return self.sample_branches(shape, cond, uncond, self.configured_guidance(), steps, seed)
 
     @torch.no_grad()
     def evaluate(self, datamodule) -> dict[str, float]:
