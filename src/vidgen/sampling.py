@@ -16,6 +16,8 @@ Identity-preserving methods also take `ids=[a.png,b.png]`, one reference face im
 (`vidgen.faces.sampling.reference_inputs`), passed to the method's `generate_faces`;
 `routing_maps=true` also writes the router's ID assignment beside the mp4 (`<name>.routing.png`,
 Ingredients Fig. 5).
+STIV also takes `image=` / `video=` (condition frames) and `upsampler=TUP_RUN`: the STIV-JIT-TUP
+cascade (`vidgen.methods.stiv.cascade`), the clip upsampled by a temporal-upsampler run.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ SHORTHANDS = (
     *("instances", "draw_layout"),  # instance layout (InstanceV and the instance baselines)
     *("ids", "routing_maps"),  # reference faces, Fig. 5 routing maps (Ingredients)
     *("image", "video"),  # conditioning frames (STIV TI2V / V2V / TUP)
+    "upsampler",  # STIV-JIT-TUP: a temporal-upsampler run cascaded after the model (STIV App. K)
 )
 QUOTED = tuple(
-    f"sample.{k}" for k in ("prompt", "negative_prompt", "ckpt", "out", "instances", "image", "video")
+    f"sample.{k}"
+    for k in ("prompt", "negative_prompt", "ckpt", "out", "instances", "image", "video", "upsampler")
 )
 
 
@@ -79,7 +83,8 @@ def output_path(cfg: DictConfig) -> Path:
     out = cfg.sample.out
     if not out:
         slug = re.sub(r"[^a-z0-9]+", "-", str(cfg.sample.prompt).lower()).strip("-")[:48] or "empty"
-        out = Path(cfg.run.dir) / "samples" / f"{slug}-seed{int(cfg.sample.seed)}.mp4"
+        tup = "-tup" if cfg.sample.get("upsampler") else ""  # a cascade never takes the plain sample's name
+        out = Path(cfg.run.dir) / "samples" / f"{slug}-seed{int(cfg.sample.seed)}{tup}.mp4"
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"out={out} is a folder; give the path of the .mp4 file to write")
@@ -140,6 +145,12 @@ def sample(cfg: DictConfig) -> Path:
     embeds, mask = encoder.encode([str(cfg.sample.prompt)])
     null_embeds, null_mask = encoder.encode([str(cfg.sample.negative_prompt)])
     frames, height, width = data_resolution(cfg, spec)
+    upsampler = None
+    if cfg.sample.get("upsampler"):  # STIV-JIT-TUP: the upsampler run is loaded and checked before sampling
+        from vidgen.methods.stiv.cascade import load_upsampler
+
+        shape = module.latent_shape(frames, height, width)
+        upsampler = load_upsampler(cfg.sample.upsampler, module, shape, embeds.shape[-1])
     maps = _routing_maps_path(cfg, module, out)
     if cfg.sample.get("ids") is not None:  # identity-preserving methods: reference faces (vidgen.faces)
         latents = _generate_faces(
@@ -181,6 +192,8 @@ def sample(cfg: DictConfig) -> Path:
             seed=int(cfg.sample.seed),
             image_latents=image_latents,
         )
+        if upsampler is not None:
+            latents = upsampler(latents, embeds, mask, null_embeds, null_mask, int(cfg.sample.seed))
     video = module.decode_sample(latents, codec)
     if instances is not None and cfg.sample.get("draw_layout"):
         from vidgen.instances.layout_file import draw_layout
@@ -250,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides_help(
                 "sample",
                 'exp=NAME ckpt=PATH prompt="..." [out=PATH] [negative_prompt=...] [steps=N] [guidance_scale=S] [seed=N] '
-                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png] [routing_maps=true]] [image=PATH | video=PATH] [overrides...]\n"
+                "[instances=LAYOUT.json [draw_layout=true]] [ids=[a.png,b.png] [routing_maps=true]] [image=PATH | video=PATH] "
+                "[upsampler=TUP_RUN] [overrides...]\n"
                 '  LAYOUT.json: {"instances": [{"prompt": "a red square", "box": [x1, y1, x2, y2]}, ...]} '
                 '(normalised; or "boxes": one [x1, y1, x2, y2] or null per frame)',
             )

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 from vidgen.checkpoints import resume_checkpoint
 
                 ckpt = resume_checkpoint(run, quiet=True)[0]
+                if ckpt is None and cfg.sample.get("ckpt"):  # an evaluate-only run records its weights there
+                    ckpt = Path(cfg.sample.ckpt)
                 if ckpt is None:
                     raise ConfigError(
                         f"{run}: no checkpoint under checkpoints/ and no backbone.weights; pass ckpt=PATH"

@@ -39,6 +39,13 @@ class Generator:
         self.encoder, self.codec = self.datamodule.text_encoder(), self.datamodule.codec()
         self.null = [t.to(self.device) for t in self.encoder.encode([str(cfg.sample.negative_prompt)])]
         self.frames, self.height, self.width = data_resolution(cfg, self.spec)
+        self.upsampler = None
+        if cfg.sample.get("upsampler"):  # STIV-JIT-TUP (STIV Table 6): the cascade, in its own run folder
+            from vidgen.methods.stiv.cascade import check_eval_folder, load_upsampler
+
+            check_eval_folder(cfg)
+            shape = self.module.latent_shape(self.frames, self.height, self.width)
+            self.upsampler = load_upsampler(cfg.sample.upsampler, self.module, shape, self.null[0].shape[-1])
         if self.spec.image_condition and cfg.data.name != "shapes":
             raise ConfigError(
                 f"{self.spec.name} is image-conditioned; `vidgen eval` conditions it on data=shapes only"
@@ -81,6 +88,8 @@ class Generator:
             seed=int(seed),
             image_latents=image,
         )
+        if self.upsampler is not None:
+            latents = self.upsampler(latents, embeds, mask, *self.null, int(seed))
         return self.module.decode_sample(latents.cpu(), self.codec)[0]
 
 

@@ -81,6 +81,7 @@ class Sample(Section):
     # issue 15: conditioning frames (STIV TI2V / V2V / TUP)
     image: Text | None = Field(None, description="an image file of the video's size, or null")
     video: Text | None = Field(None, description="a video file of the video's size, or null")
+    upsampler: Text | None = Field(None, description="a STIV-TUP run folder or checkpoint, or null")
 
 
 class Backbone(Section):

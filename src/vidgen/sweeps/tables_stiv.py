@@ -233,7 +233,12 @@ STIV_TABLES.update(
             paper="stiv",
             table="table6",
             row_param="variant",
-            rows={"stiv/table6_t2v": "T2V", "stiv/table6_stiv": "STIV", "stiv/table6_stiv_jit": "STIV-JIT"},
+            rows={
+                "stiv/table6_t2v": "T2V",
+                "stiv/table6_stiv": "STIV",
+                "stiv/table6_stiv_jit": "STIV-JIT",
+                "stiv/table6_stiv_jit_tup": "STIV-JIT-TUP",
+            },
             metrics=(
                 _vbench("T2V Quality", "quality_score"),
                 _vbench("T2V Semantic", "semantic_score"),
@@ -243,8 +248,11 @@ STIV_TABLES.update(
                 _vbench_i2v("I2V Total", "total_score"),
             ),
             notes=(
-                "Row 'STIV-JIT-TUP' (STIV-JIT cascaded with the temporal upsampler) is not a training row: "
-                "the cascade is not built.",
+                "Row 'STIV-JIT-TUP' is not a training row: an evaluate-only run (train.max_steps=0) of the "
+                "STIV-JIT row's checkpoint (STIV_JIT_CKPT) cascaded with a temporal-upsampler run of "
+                "exp=stiv_tup_xl (STIV_TUP_RUN, trained at twice the frames); `vidgen eval` on its folder "
+                "samples STIV-JIT, then the upsampler on its frames (methods/stiv/cascade.py). Under "
+                "preset=smoke the row trains its own tiny STIV-JIT (the preset sets train.max_steps).",
                 "VBench T2V of the STIV rows: sample without an image (c_I = none); the STIV row refuses "
                 "this in `vidgen sample` (trained without image dropout) - use the benchmark's "
                 "module.generate path (benchmarks/stiv_frame_replacement.py).",
