@@ -174,6 +174,13 @@ def test_part2_row_pairs_differ_only_in_their_change():
         "method.guidance_drop",
     }
     assert diff("stiv/table20_t2v", "stiv/table20_v2v", "stiv_v2v_xxl") == {"method.condition_frames"}
+    # STIV-JIT-TUP: the STIV-JIT row's weights, evaluated (not trained) through the upsampler
+    assert diff("stiv/table6_stiv_jit", "stiv/table6_stiv_jit_tup", "stiv_ti2v_m") == {
+        "train.max_steps",
+        "backbone.init",
+        "sample.ckpt",
+        "sample.upsampler",
+    }
     assert diff("stiv/table21_no_text", "stiv/table21_text", "stiv_tup_xl") == {
         "train.cfg_dropout",
         "sample.guidance",
