@@ -87,14 +87,23 @@ def _record_inputs(module):
     return seen, spy
 
 
-def test_training_replaces_the_condition_frame_and_masks_exactly_its_loss(ti2v, monkeypatch):
+@pytest.mark.parametrize(
+    "spec, replaced",
+    [([0], {0}), ([0, 1, 2], {0, 1, 2}), ("stride:2", {0, 2})],  # TI2V, V2V (3 of 4 frames), TUP ("stride:2")
+)
+def test_training_replaces_the_condition_frames_and_masks_exactly_their_loss(
+    ti2v, monkeypatch, spec, replaced
+):
+    import dataclasses
+
     module, batch, _ = ti2v
+    monkeypatch.setattr(module, "hp", dataclasses.replace(module.hp, condition_frames=spec))
     seen, spy = _record_inputs(module)
     monkeypatch.setattr(module.model, "forward", spy)
     base, _ = module.compute_loss(batch, torch.Generator().manual_seed(3))
     x1 = batch.latents
-    assert torch.equal(seen[0][:, :, 0], x1[:, :, 0])  # the clean latent replaced the noised frame 0
-    assert not torch.equal(seen[0][:, :, 1], x1[:, :, 1])  # the others are noised
+    for frame in range(4):  # the clean latents replaced the noised condition frames; the others are noised
+        assert torch.equal(seen[0][:, :, frame], x1[:, :, frame]) is (frame in replaced), frame
 
     def shifted(frame):  # the prediction changed on one frame only
         def forward(latents, *args, **kwargs):
@@ -104,10 +113,10 @@ def test_training_replaces_the_condition_frame_and_masks_exactly_its_loss(ti2v, 
 
         return forward
 
-    for frame, same in ((0, True), (1, False), (3, False)):
+    for frame in range(4):
         monkeypatch.setattr(module.model, "forward", shifted(frame))
         loss, _ = module.compute_loss(batch, torch.Generator().manual_seed(3))
-        assert torch.equal(loss, base) is same, frame
+        assert torch.equal(loss, base) is (frame in replaced), frame
 
 
 def test_image_dropout_trains_t2v_on_the_dropped_samples(ti2v, monkeypatch):
@@ -119,8 +128,38 @@ def test_image_dropout_trains_t2v_on_the_dropped_samples(ti2v, monkeypatch):
     import dataclasses
 
     monkeypatch.setattr(module, "hp", dataclasses.replace(hp, image_dropout=1.0, condition_frames=[0]))
-    module.compute_loss(batch, torch.Generator().manual_seed(3))
+    base, _ = module.compute_loss(batch, torch.Generator().manual_seed(3))
     assert not torch.equal(seen[0][:, :, 0], batch.latents[:, :, 0])
+
+    def shifted(latents, *args, **kwargs):  # the prediction changed on frame 0 only
+        out = spy(latents, *args, **kwargs).clone()
+        out[:, :, 0] += 100.0
+        return out
+
+    monkeypatch.setattr(module.model, "forward", shifted)
+    assert not torch.equal(module.compute_loss(batch, torch.Generator().manual_seed(3))[0], base)
+
+
+def test_training_draws_the_configured_10_and_8_percent_dropout(smoke, monkeypatch):
+    """compute_loss draws text / image dropout with train.cfg_dropout and method.image_dropout, from
+    the step's generator (the rates themselves: the test below)."""
+    import vidgen.methods.stiv.module as stiv_module
+
+    cfg = smoke_cfg(smoke, exp="stiv_ti2v_xl_jit")
+    assert (cfg.train.cfg_dropout, cfg.method.image_dropout) == (0.1, 0.08)  # Sec. E
+    module = STIVModule(cfg)
+    batch = collate([build_datamodule(cfg, module.spec).dataset[i] for i in range(2)])
+    calls = []
+    real = stiv_module.draw_dropout
+
+    def spy(b, p_text, p_image, gen):
+        calls.append((b, p_text, p_image, gen))
+        return real(b, p_text, p_image, gen)
+
+    monkeypatch.setattr(stiv_module, "draw_dropout", spy)
+    gen = torch.Generator().manual_seed(7)
+    module.compute_loss(batch, gen)
+    assert calls == [(2, 0.1, 0.08, gen)]
 
 
 def test_dropout_rates_are_10_and_8_percent_independent_and_drawn_from_the_step_generator(ti2v):
@@ -173,17 +212,21 @@ def test_jit_cfg_null_branches_and_scale_one():
     assert torch.equal(one, model(x, t, **cond))  # s = 1: the conditional prediction, bit for bit
 
 
-@pytest.mark.parametrize("drop", ["text", "joint"])
-def test_sampling_keeps_the_condition_frame_bit_exact_at_every_step(ti2v, monkeypatch, drop):
+@pytest.mark.parametrize(
+    "drop, spec",
+    [("text", [0]), ("joint", [0]), ("joint", [0, 1, 2]), ("text", "stride:2")],  # TI2V, TI2V-JIT, V2V, TUP
+)
+def test_sampling_keeps_the_condition_frames_bit_exact_at_every_step(ti2v, monkeypatch, drop, spec):
     import dataclasses
 
     module, batch, cfg = ti2v
     monkeypatch.setattr(
-        module, "hp", dataclasses.replace(module.hp, guidance_drop=drop, condition_frames=[0])
+        module, "hp", dataclasses.replace(module.hp, guidance_drop=drop, condition_frames=spec)
     )
     seen, spy = _record_inputs(module)
     monkeypatch.setattr(module.model, "forward", spy)
-    image = batch.latents[:1, :, :1]
+    sel = condition_mask(parse_condition_frames(spec), 4)
+    image = batch.latents[:1, :, sel]
     embeds, mask = batch.text_embeds[:1], batch.text_mask[:1]
     shape = tuple(batch.latents.shape[1:])
     out = module.generate(
@@ -197,11 +240,11 @@ def test_sampling_keeps_the_condition_frame_bit_exact_at_every_step(ti2v, monkey
     )
     assert len(seen) == 3  # one doubled-batch call per step: [null; cond]
     for x in seen:
-        assert torch.equal(x[1, :, 0], image[0, :, 0])  # the conditional branch: the clean latent, every step
-        # the null branch keeps the image (plain text CFG) or drops it (JIT-CFG: the noised frame)
-        assert torch.equal(x[0, :, 0], image[0, :, 0]) is (drop == "text")
-    assert torch.equal(out[0, :, 0], image[0, :, 0])
-    assert not torch.equal(out[0, :, 1], batch.latents[0, :, 1])
+        assert torch.equal(x[1][:, sel], image[0])  # the conditional branch: the clean latents, every step
+        # the null branch keeps the frames (plain text CFG) or drops them (JIT-CFG: the noised frames)
+        assert torch.equal(x[0][:, sel], image[0]) is (drop == "text")
+    assert torch.equal(out[0][:, sel], image[0])
+    assert not torch.equal(out[0][:, ~sel], batch.latents[0][:, ~sel])
 
 
 def test_bad_sampling_input_is_one_clean_error(ti2v):
@@ -218,6 +261,18 @@ def test_bad_sampling_input_is_one_clean_error(ti2v):
         module.generate(*args, shape, 2, image_latents=small)
     with pytest.raises(ConfigError, match=r"takes 1 condition frame\(s\) of a 4-frame clip, got 2"):
         module.generate(*args, shape, 2, image_latents=batch.latents[:1, :, :2])
+
+
+def test_condition_files_with_too_few_frames_are_one_clean_error(tmp_path):
+    from vidgen.data.condition_input import load_condition_pixels
+    from vidgen.data.video_io import write_video
+
+    write_video(tmp_path / "two.mp4", torch.rand(3, 2, 64, 64) * 2 - 1, fps=8)
+    with pytest.raises(ConfigError, match=r"two.mp4 has 2 frame\(s\); this model is conditioned on 4"):
+        load_condition_pixels(None, str(tmp_path / "two.mp4"), 4, 64, 64)
+    png = _png(tmp_path / "img.png", (64, 64))
+    with pytest.raises(ConfigError, match="conditioned on 4 frames; pass them as video=PATH"):
+        load_condition_pixels(str(png), None, 4, 64, 64)
 
 
 def test_image_cross_attention_switches_ca_and_lp():
