@@ -118,7 +118,8 @@ def test_sample_cli_writes_the_upsampled_clip_and_refuses_a_mismatch(runs, tmp_p
     ]
     out = tmp_path / "o.mp4"
     assert sample_main([*args, f"upsampler={root / 'tup' / 'checkpoints' / 'last.ckpt'}", f"out={out}"]) == 0
-    assert read_video(out)[0].shape[0] == 8
+    frames, fps = read_video(out)
+    assert frames.shape[0] == 8 and fps == 16  # twice the frames at twice the frame rate
     make_run(tmp_path / "short", "stiv_tup_xl", "data.frames=4")
     assert sample_main([*args, f"upsampler={tmp_path / 'short'}", f"out={tmp_path / 'b.mp4'}"]) == 2
     err = capsys.readouterr().err

@@ -199,7 +199,7 @@ def sample(cfg: DictConfig) -> Path:
         from vidgen.instances.layout_file import draw_layout
 
         video = draw_layout(video[0], instances)[None]
-    return _write(out, video)
+    return _write(out, video, fps=16 if upsampler is not None else 8)  # TUP: twice the frame rate
 
 
 def _generate_faces(
@@ -243,13 +243,13 @@ def _routing_maps_path(cfg: DictConfig, module, out: Path) -> Path | None:
     return maps
 
 
-def _write(out: Path, video: torch.Tensor) -> Path:
+def _write(out: Path, video: torch.Tensor, fps: float = 8) -> Path:
     from vidgen.data.video_io import write_video
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # the suffix picks the container
     try:
-        write_video(tmp, video[0], fps=8)
+        write_video(tmp, video[0], fps=fps)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
