@@ -153,3 +153,6 @@ def test_table6_row_is_an_evaluate_only_cascade_scored_by_vidgen_eval(runs, tmp_
     assert eval_main([str(root / "jit"), "eval.limit=1", f"sample.upsampler={root / 'tup'}"]) == 2
     assert "Evaluate the cascade as its own run" in capsys.readouterr().err
     assert not (root / "jit" / "eval").exists()
+    # nor are the cascade's videos scored as plain STIV-JIT ones
+    assert eval_main([str(run), "eval.limit=1", "sample.upsampler=null", "eval.metrics="]) == 2
+    assert f"records sample.upsampler={root / 'tup'}" in capsys.readouterr().err

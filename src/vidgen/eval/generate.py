@@ -41,9 +41,8 @@ class Generator:
         self.frames, self.height, self.width = data_resolution(cfg, self.spec)
         self.upsampler = None
         if cfg.sample.get("upsampler"):  # STIV-JIT-TUP (STIV Table 6): the cascade, in its own run folder
-            from vidgen.methods.stiv.cascade import check_eval_folder, load_upsampler
+            from vidgen.methods.stiv.cascade import load_upsampler
 
-            check_eval_folder(cfg)
             shape = self.module.latent_shape(self.frames, self.height, self.width)
             self.upsampler = load_upsampler(cfg.sample.upsampler, self.module, shape, self.null[0].shape[-1])
         if self.spec.image_condition and cfg.data.name != "shapes":

@@ -62,7 +62,9 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
     """Generates what is missing of this rank's shard; with world == 1, scores the suite.
     Returns (videos generated now, metrics or None)."""
     from vidgen.eval import suite_metrics
+    from vidgen.methods.stiv.cascade import check_eval_folder
 
+    check_eval_folder(cfg)  # STIV-JIT-TUP: cascade videos never mix with a run's own
     suite = suites.get_suite(suite_name)
     folder = suite_dir(run_dir, suite.name)
     names = [n for n in str(opts.get("metrics", ",".join(suite.metrics))).split(",") if n]
