@@ -108,12 +108,19 @@ def _cells(sweep_file: str, runs, value: str) -> dict:
     return {c.metric.paper: c for c in row.cells}
 
 
-def test_face_sim_of_an_ingredients_smoke_run_fills_its_report_cell(tmp_path, capsys):
+def test_face_sim_of_an_ingredients_smoke_run_fills_its_report_cell(tmp_path, monkeypatch):
+    from vidgen.methods.ingredients.module import IngredientsModule
     from vidgen.train import train
 
     run = train(load_config(["exp=ingredients_stage1", "preset=smoke", "train.max_steps=1", *FACES,
                              f"run.dir={tmp_path / 'runs' / 'ce'}"]))  # fmt: skip
+    grounded = []  # each clip is generated with its own reference faces
+    real = IngredientsModule.generate_batch
+    monkeypatch.setattr(IngredientsModule, "generate_batch", lambda self, batch, *a: grounded.append(batch.faces)
+                        or real(self, batch, *a))  # fmt: skip
+
     assert main([str(run), "eval.limit=2", "sample.steps=2", "eval.metrics=face_sim"]) == 0
+    assert len(grounded) == 2 and all(f is not None for f in grounded)
     value = read_suite(run, "shapes")["metrics"]["faces/face_sim"]
     assert 0.0 <= value <= 1.0
     _as_sweep_row(run, "ingredients/table3_routing_loss", "ingredients/table3_ce")
