@@ -56,6 +56,9 @@ class _FakeGenerator:
     def __init__(self, cfg, ckpt):
         pass
 
+    def image_latents(self, path):
+        return None
+
     def __call__(self, prompt, seed, index=0, image=None):
         self.calls.append((prompt, image))
         return torch.zeros(3, 2, 16, 16)
@@ -134,3 +137,8 @@ def test_stiv_ti2v_smoke_run_generates_the_suite_conditioned_on_its_images(tmp_p
     assert main(args) == 0 and "generated 0 video(s)" in capsys.readouterr().out
     assert main([str(run), "suite=vbench-i2v"]) == 2
     assert "needs eval.vbench_i2v.images=DIR" in capsys.readouterr().err
+    # a text-only model: one error, and its run folder is left as it was
+    t2v = train(load_config(["exp=stiv_t2v_xl", "preset=smoke", "data=shapes", "logger=none",
+                             "train.max_steps=1", f"run.dir={tmp_path / 't2v'}"]))  # fmt: skip
+    assert main([str(t2v), "suite=vbench-i2v", f"eval.vbench_i2v.images={crop}"]) == 2
+    assert "is text-only" in capsys.readouterr().err and not (t2v / "eval").exists()

@@ -93,6 +93,8 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
     todo = [it for it in suites.shard(all_items, rank, world) if not (folder / it.path).is_file()]
     if todo:
         generator = generator or Generator(cfg, ckpt)  # a bad checkpoint fails before anything is written
+        if todo[0].image:  # so does a model that takes no conditioning image (suite=vbench-i2v)
+            generator.image_latents(todo[0].image)
     if rank == 0:
         _write_manifest(folder, all_items)
         suites.write_metadata(suite, opts, folder, size)
