@@ -55,6 +55,7 @@ class Generator:
 
     grounded = ""
 
+    @torch.no_grad()
     def image_latents(self, path: str) -> Tensor:
         """Latents of a conditioning image file (suite=vbench-i2v), resized to the model's frame size
         (``adapters/vbench_i2v.image_pixels``): the method's ``condition_latents`` (STIV TI2V, which checks
