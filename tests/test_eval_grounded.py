@@ -147,3 +147,22 @@ def test_instancebench_metrics_of_an_instancev_smoke_run_fill_its_report_cells(t
     for name, key in (("AW IoU%", "eval/layout_iou_aw"), ("AW CLIP-B%", "eval/instancebench/clip_b_aw"),
                       ("AW CLIP-L%", "eval/instancebench/clip_l_aw")):  # fmt: skip
         assert cells[name].mean == pytest.approx(metrics[key]) and cells[name].source == "computed", name
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_face_sim_loads_an_arcface_onnx_folder(world, tmp_path, monkeypatch):
+    """The real path: a folder holding glintr100.onnx (here a tiny exported network) -> OnnxArcFace."""
+    pytest.importorskip("onnx")
+    from vidgen.faces.recognition import TinyRecognition
+
+    torch.manual_seed(0)
+    net = TinyRecognition().eval()
+    folder = tmp_path / "antelopev2"
+    folder.mkdir()
+    torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(folder / "glintr100.onnx"), dynamo=False,
+                      input_names=["input.1"], dynamic_axes={"input.1": {0: "batch"}})  # fmt: skip
+    videos, opts = _rendered(world, 2), {"face_sim.recognition": str(folder)}
+    got = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
+    monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: net)
+    want = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
+    assert got == pytest.approx(want, abs=1e-3) and got != pytest.approx(1.0, abs=1e-4)  # ONNX vs torch resize
