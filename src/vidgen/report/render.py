@@ -61,8 +61,11 @@ def _diff(cell: Cell) -> str:
 
 
 def _note_key(row, cell: Cell) -> str:
-    """Not computed: one note per metric; failed / missing and the paper's own rows: one note per row."""
-    if cell.state == "not-computed" and not row.paper_only:
+    """Not computed: one note per metric; the paper's own rows: one note per reason; failed / missing:
+    one note per row."""
+    if row.paper_only:
+        return f"{MARKS.get(cell.state, cell.state)} — {cell.reason}"
+    if cell.state == "not-computed":
         return f"{cell.metric.paper}: n/c — {cell.reason}"
     return f"{row.label}: {MARKS.get(cell.state, cell.state)} — {cell.reason}"
 
