@@ -19,6 +19,8 @@ def test_53_entries_and_status_follows_the_sweep_and_result_files(tmp_path):
     assert t5.sweep == "sweeps/jdm/table5_regional_signal.yaml" and t5.level == "runs at smoke size"
     assert t5.rows_runnable == 3 and set(t5.metric_sources.values()) == {"adapter"}  # VBench
     assert entries["jdm/table3"].level == "effect shown on shapes world"
+    assert entries["instancediffusion/table2"].metric_sources["Acc^color"] == "computed"
+    assert entries["stiv/table12"].metric_sources["Color"] == "adapter"  # VBench's Color
     assert entries["jdm/table4"].metric_sources == dict.fromkeys(
         ["Baseline", "JDM", "Indecision"], "not reproducible"
     )

@@ -99,6 +99,7 @@ class Entry:
 # A column of a table without a sweep, by its name (lower-case substrings; first match wins).
 _BY_NAME = (
     (("human eval", "baseline", "indecision", "jdm"), "not reproducible"),
+    (("acc^", "clip^local"), "computed"),  # InstanceDiffusion's attribute accuracy / local CLIP, not VBench's Color
     (
         (
             "vbench",
