@@ -127,3 +127,54 @@ def test_jsonl_benchmarks_aggregate_as_their_scripts(tmp_path):
         import_results(run, "vbench", lines("bad.json", [[1, 2]]))
     with pytest.raises(DataError, match="unknown; choose from vbench"):
         import_results(run, "nope", [])
+
+
+T5 = {"Subj Cons": "subject_consistency", "Bg Cons": "background_consistency", "Temp Flick": "temporal_flickering",
+      "Mot Smooth": "motion_smoothness", "Dyn Deg": "dynamic_degree", "Aesth Qual": "aesthetic_quality",
+      "Img Qual": "imaging_quality", "I2V Subj": "i2v_subject", "I2V Bg": "i2v_background",
+      "Cam Mot": "camera_motion"}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", ["CA", "CA + LP", "FR", "FR + CA", "FR + CA + LP"])
+def test_vbench_i2v_averages_reproduce_stiv_table5(label):
+    v = get_row("stiv", "table5", label)["values"]
+    got = vbench.vbench_i2v_scores({d: v[k] / 100 for k, d in T5.items()})
+    assert 100 * got["average"] == pytest.approx(v["Avg Scores"], abs=0.051)  # every row: mean of 10 columns
+    if label in ("CA + LP", "FR + CA", "FR + CA + LP"):  # the text's mean of 3; CA and FR print other values
+        assert 100 * got["i2v_average"] == pytest.approx(v["I2V Avg Scores"], abs=0.1)
+    assert set(got) >= {"quality_score", "i2v_score", "total_score"}
+
+
+def test_vbench_i2v_results_round_trip_into_stiv_table_cells(tmp_path):
+    """Result files of VBench-I2V in its format -> `vidgen eval import` -> the keys every STIV I2V cell reads."""
+    from vidgen.eval.cli import main
+    from vidgen.report.collect import collect_local
+    from vidgen.report.table import build
+    from vidgen.sweeps.schema import load_sweep
+    from vidgen.sweeps.tables import TABLES
+
+    v = get_row("stiv", "table5", "FR")["values"]
+    result = tmp_path / "i2v_eval_results.json"
+    result.write_text(json.dumps({d: [v[k] / 100, [{"video_path": "a-0.mp4", "video_results": 0.5}]]
+                                  for k, d in T5.items()}))  # fmt: skip
+    sweep = load_sweep("sweeps/stiv/table5_ti2v_components.yaml")
+    run = tmp_path / "runs" / "fr"
+    run.mkdir(parents=True)
+    (run / "sweep.json").write_text(
+        json.dumps({"sweep": sweep.name, "params": {"variant": "stiv/table5_fr"}})
+    )
+    (run / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert main(["import", str(run), "vbench-i2v", str(result)]) == 0
+    keys = set(read_eval_metrics(run))
+    for name in ("stiv/table5_ti2v_components", "stiv/table6_multitask", "stiv/table7_jit_motion"):
+        wanted = {
+            m.key.removeprefix("vbench-i2v/") for m in TABLES[name].metrics if m.key.startswith("vbench-i2v/")
+        }
+        assert {f"vbench-i2v/{k}" for k in wanted} <= keys, name
+    row = next(
+        r for r in build(sweep, collect_local(tmp_path / "runs", sweep)).rows if r.value == "stiv/table5_fr"
+    )
+    cells = {c.metric.paper: c for c in row.cells}
+    assert {c.source for c in row.cells} == {"adapter"} and all(c.mean is not None for c in row.cells)
+    assert cells["Avg Scores"].mean == pytest.approx(v["Avg Scores"], abs=0.051)
+    assert cells["Cam Mot"].mean == pytest.approx(v["Cam Mot"])

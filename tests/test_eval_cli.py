@@ -59,6 +59,7 @@ class _FakeGenerator:
 
     calls: list[str] = []
     die_after: int | None = None
+    fps = 8.0
 
     def __init__(self, cfg, ckpt):
         pass

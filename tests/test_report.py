@@ -32,7 +32,11 @@ def _md_rows(md: str) -> dict[str, list[str]]:
 def _report(tmp_path, *args) -> dict[str, str]:
     out = tmp_path / "report"
     assert report_main([*args, "--out", str(out)]) == 0
-    return {p.suffix.lstrip("."): p.read_text() for p in out.iterdir() if p.suffix in (".md", ".tex", ".html")}
+    return {
+        p.suffix.lstrip("."): p.read_text()
+        for p in out.iterdir()
+        if p.suffix in (".md", ".tex", ".html", ".json")
+    }
 
 
 def test_reference_copies_ship_with_the_package():
@@ -47,7 +51,7 @@ def test_reference_copies_ship_with_the_package():
 def test_report_from_local_runs(mask_quality_runs, tmp_path):  # noqa: F811
     root, _ = mask_quality_runs
     files = _report(tmp_path, str(MASK_QUALITY), "--runs", str(root))
-    assert set(files) == {"md", "tex", "html"}
+    assert set(files) == {"md", "tex", "html", "json"}
     for text in files.values():
         for number in PAPER_T3:
             assert number in text
@@ -55,8 +59,8 @@ def test_report_from_local_runs(mask_quality_runs, tmp_path):  # noqa: F811
     assert set(rows) == {"ModelScopeT2V+JDM", "CogVideoX-2B+JDM"}
     for cells in rows.values():
         assert len(cells) == 3
-        for cell in cells:  # ours / paper: ours is a number; no Δ, the smoke runs are tiny
-            assert re.match(rf"^(\*\*)?{NUMBER}(\*\*)? / (\*\*)?{NUMBER}(\*\*)?$", cell), cell
+        for cell in cells:  # ours (computed here) / paper: ours is a number; no Δ, the smoke runs are tiny
+            assert re.match(rf"^(\*\*)?{NUMBER}(\*\*)?<sup>c</sup> / (\*\*)?{NUMBER}(\*\*)?$", cell), cell
     assert "| tiny · 8 steps · shapes |" in files["md"]
     html = files["html"]
     assert "data:image/png;base64," in html and "<img" in html
@@ -90,7 +94,9 @@ def test_report_from_offline_wandb_runs(mask_quality_runs, tmp_path):  # noqa: F
     assert run.exit_code == 0 and run.config["vidgen_sweep"] == "jdm/table3_mask_quality"
     assert isinstance(run.summary["eval/mask_iou"], float) and run.history
     local = _md_rows(_report(tmp_path / "a", str(MASK_QUALITY), "--runs", str(root), "--format", "md")["md"])
-    offline = _md_rows(_report(tmp_path / "b", str(MASK_QUALITY), "--wandb", str(root), "--format", "md")["md"])
+    offline = _md_rows(
+        _report(tmp_path / "b", str(MASK_QUALITY), "--wandb", str(root), "--format", "md")["md"]
+    )
     assert offline == local  # same values whether read from run folders or from the W&B run files
 
 
@@ -99,12 +105,19 @@ def _fake_run(root: Path, sweep: str, params: dict, summary: dict, eval_rows=(),
     run.mkdir(parents=True)
     (run / "sweep.json").write_text(json.dumps({"sweep": sweep, "params": params, "returncode": 0}))
     (run / "summary.json").write_text(json.dumps({"status": "completed", **summary}))
-    (run / "config.yaml").write_text(f"seed: {params.get('seed', 0)}\nbackbone: {{size: real}}\n"
-                                     "data: {name: shards}\ntrain: {max_steps: 1000}\n")  # paper scale: Δ shown
+    (run / "config.yaml").write_text(
+        f"seed: {params.get('seed', 0)}\nbackbone: {{size: real}}\n"
+        "data: {name: shards}\ntrain: {max_steps: 1000}\n"
+    )  # paper scale: Δ shown
     if eval_rows:
         keys = sorted({k for r in eval_rows for k in r} - {"step"})
-        (run / "eval.csv").write_text("\n".join(["step," + ",".join(keys)] + [
-            ",".join([str(r["step"]), *(str(r[k]) for k in keys)]) for r in eval_rows]) + "\n")
+        (run / "eval.csv").write_text(
+            "\n".join(
+                ["step," + ",".join(keys)]
+                + [",".join([str(r["step"]), *(str(r[k]) for k in keys)]) for r in eval_rows]
+            )
+            + "\n"
+        )
     if external:
         (run / "external").mkdir()
         (run / "external" / "vbench.json").write_text(json.dumps(external))
@@ -113,24 +126,37 @@ def _fake_run(root: Path, sweep: str, params: dict, summary: dict, eval_rows=(),
 
 def test_seeds_give_mean_and_std(tmp_path):
     for seed, iou in enumerate([0.5, 0.6, 0.7]):
-        _fake_run(tmp_path / "runs", "jdm/table3_mask_quality", {"exp": "jdm_cogvideox", "seed": seed},
-                  {"eval/mask_iou": iou, "eval/mask_f1": 0.5, "eval/mask_pixel_acc": 0.9})
+        _fake_run(
+            tmp_path / "runs",
+            "jdm/table3_mask_quality",
+            {"exp": "jdm_cogvideox", "seed": seed},
+            {"eval/mask_iou": iou, "eval/mask_f1": 0.5, "eval/mask_pixel_acc": 0.9},
+        )
     md = _report(tmp_path, str(MASK_QUALITY), "--runs", str(tmp_path / "runs"), "--format", "md")["md"]
     cells = _md_rows(md)["CogVideoX-2B+JDM"]
-    assert cells[0].startswith("0.6000 ± 0.1000 (n=3) / **0.7141** (-0.1141)")
+    assert cells[0].startswith("0.6000 ± 0.1000 (n=3)<sup>c</sup> / **0.7141** (-0.1141)")
     assert _md_rows(md)["ModelScopeT2V+JDM"][0].startswith("missing")
 
 
 def test_vbench_not_computed_names_the_evaluator_and_import_works(tmp_path):
     sweep = str(ROOT / "sweeps" / "jdm" / "table5_regional_signal.yaml")
     runs = tmp_path / "runs"
-    _fake_run(runs, "jdm/table5_regional_signal", {"exp": "jdm_cogvideox", "variant": "jdm_mask", "seed": 0},
-              {"train/loss": 1.0}, external={"evaluator": "VBench", "metrics": {"multiple_objects": 0.7001}})
-    _fake_run(runs, "jdm/table5_regional_signal", {"exp": "jdm_cogvideox", "variant": "jdm_hed", "seed": 0},
-              {"train/loss": 1.0})
+    _fake_run(
+        runs,
+        "jdm/table5_regional_signal",
+        {"exp": "jdm_cogvideox", "variant": "jdm_mask", "seed": 0},
+        {"train/loss": 1.0},
+        external={"evaluator": "VBench", "metrics": {"multiple_objects": 0.7001}},
+    )
+    _fake_run(
+        runs,
+        "jdm/table5_regional_signal",
+        {"exp": "jdm_cogvideox", "variant": "jdm_hed", "seed": 0},
+        {"train/loss": 1.0},
+    )
     files = _report(tmp_path, sweep, "--runs", str(runs))
     rows = _md_rows(files["md"])
-    assert rows["JDM-Mask"][0].startswith("70.01 / 72.34 (-2.33)")  # VBench fraction -> paper percent
+    assert rows["JDM-Mask"][0].startswith("70.01<sup>a</sup> / 72.34 (-2.33)")  # VBench fraction -> percent
     assert rows["JDM-HED"][0].startswith("n/c")
     assert "VBench" in files["md"] and "external/vbench.json" in files["md"]
     assert rows["JDM-Depth"][0].startswith("missing")
@@ -139,11 +165,19 @@ def test_vbench_not_computed_names_the_evaluator_and_import_works(tmp_path):
 def test_figure_curves_from_eval_csv(tmp_path):
     sweep = str(ROOT / "sweeps" / "jdm" / "fig4_jdm_vs_finetune.yaml")
     runs = tmp_path / "runs"
-    _fake_run(runs, "jdm/fig4_jdm_vs_finetune", {"exp": "jdm_cogvideox", "train.eval_every": 500, "seed": 0},
-              {"eval/mask_iou": 0.4, "train/loss": 0.5},
-              eval_rows=[{"step": 500, "mask_iou": 0.2}, {"step": 1000, "mask_iou": 0.4}])
-    _fake_run(runs, "jdm/fig4_jdm_vs_finetune", {"exp": "ft_cogvideox", "train.eval_every": 500, "seed": 0},
-              {"train/loss": 0.6})
+    _fake_run(
+        runs,
+        "jdm/fig4_jdm_vs_finetune",
+        {"exp": "jdm_cogvideox", "train.eval_every": 500, "seed": 0},
+        {"eval/mask_iou": 0.4, "train/loss": 0.5},
+        eval_rows=[{"step": 500, "mask_iou": 0.2}, {"step": 1000, "mask_iou": 0.4}],
+    )
+    _fake_run(
+        runs,
+        "jdm/fig4_jdm_vs_finetune",
+        {"exp": "ft_cogvideox", "train.eval_every": 500, "seed": 0},
+        {"train/loss": 0.6},
+    )
     files = _report(tmp_path, sweep, "--runs", str(runs))
     assert files["html"].count("data:image/png;base64,") == 3  # bars + curves + the JDM row's own curves
     assert (tmp_path / "report" / "fig4_jdm_vs_finetune_curves.png").is_file()
@@ -153,11 +187,14 @@ def test_figure_curves_from_eval_csv(tmp_path):
     assert "only JDM generates masks" in files["md"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "pdf"], "--format"),
-    (["--wandb", "a/b/c"], "ENTITY/PROJECT"),
-    (["--runs", "/no/such/folder"], "no such folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "pdf"], "--format"),
+        (["--wandb", "a/b/c"], "ENTITY/PROJECT"),
+        (["--runs", "/no/such/folder"], "no such folder"),
+    ],
+)
 def test_report_errors(tmp_path, capsys, args, message):
     assert report_main([str(MASK_QUALITY), *args, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
@@ -171,10 +208,17 @@ def test_training_curves_per_row_from_metrics_csv(tmp_path):
 
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        run = _fake_run(runs, "jdm/table3_mask_quality", {"exp": "jdm_cogvideox", "seed": seed},
-                        {"eval/mask_iou": 0.6}, eval_rows=[{"step": 4, "mask_iou": 0.3}, {"step": 8, "mask_iou": 0.6}])
-        (run / "metrics.csv").write_text("step,epoch,train/loss,train/lr,train/loss_fine\n"
-                                         + "".join(f"{s},0,{1 / s},1e-4,{2 / s}\n" for s in range(1, 9)))
+        run = _fake_run(
+            runs,
+            "jdm/table3_mask_quality",
+            {"exp": "jdm_cogvideox", "seed": seed},
+            {"eval/mask_iou": 0.6},
+            eval_rows=[{"step": 4, "mask_iou": 0.3}, {"step": 8, "mask_iou": 0.6}],
+        )
+        (run / "metrics.csv").write_text(
+            "step,epoch,train/loss,train/lr,train/loss_fine\n"
+            + "".join(f"{s},0,{1 / s},1e-4,{2 / s}\n" for s in range(1, 9))
+        )
     sweep = load_sweep(MASK_QUALITY)
     collected = collect(sweep, runs=str(runs))
     curves = collected[0].curves
@@ -184,3 +228,49 @@ def test_training_curves_per_row_from_metrics_csv(tmp_path):
     pngs = figures(build(sweep, collected))
     assert {"bars", "curves", "curves_jdm_cogvideox"} <= set(pngs) and "curves_jdm_modelscope" not in pngs
     assert pngs["curves_jdm_cogvideox"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_cell_says_where_its_value_came_from(tmp_path):
+    """computed / adapter / not reproducible / n/c per cell, in md, tex, html and json, from vidgen.coverage."""
+    from vidgen.coverage import CLOSED, PUBLISHED, coverage
+    from vidgen.report import render
+    from vidgen.report.collect import collect_local
+    from vidgen.report.table import build
+    from vidgen.sweeps.schema import load_sweep
+
+    runs = tmp_path / "runs"
+    _fake_run(
+        runs,
+        "jdm/table1_vbench",
+        {"exp": "jdm_cogvideox", "seed": 0},
+        {"train/loss": 1.0},
+        external={"evaluator": "VBench", "metrics": {"color": 0.8}},
+    )
+    sweep = load_sweep(ROOT / "sweeps" / "jdm" / "table1_vbench.yaml")
+    report = build(sweep, collect_local(runs, sweep))
+    meta = {"generated": "now", "commit": "abc", "source": "test"}
+    files = {
+        "json": render.to_json(report, meta),
+        "md": render.to_markdown(report, meta),
+        "tex": render.to_latex(report, meta),
+        "html": render.to_html(report, meta, {}),
+    }  # no figures: fast
+    table = json.loads(files["json"])
+    rows = {r["label"]: r for r in table["rows"]}
+    cells = {c["metric"]: c for c in rows["CogVideoX-2B +JDM"]["cells"]}
+    assert cells["Color"]["source"] == "adapter" and cells["Color"]["ours"] == pytest.approx(80.0)
+    assert cells["Scene"]["source"] == "n/c" and cells["Scene"]["ours"] is None
+    sora = rows["Sora"]
+    assert sora["paper_only"] and {c["source"] for c in sora["cells"]} == {"not reproducible"}
+    assert sora["cells"][0]["reason"] == CLOSED and sora["cells"][0]["paper"] is not None
+    assert {c["source"] for c in rows["VideoCrafter2"]["cells"]} == {"n/c"}
+    assert rows["VideoCrafter2"]["cells"][0]["reason"] == PUBLISHED
+    # one source of truth: the cell's source is the column's source in `vidgen tables`
+    entry = next(e for e in coverage() if (e.paper, e.table) == ("jdm", "table1"))
+    assert entry.metric_sources["Color"] == cells["Color"]["source"]
+    assert entry.paper_only_rows["Sora"] == f"not reproducible: {CLOSED}"
+    md = files["md"]
+    assert "| Sora | — | paper only | — | n/r [" in md and "80.00<sup>a</sup> / " in md
+    assert md.count(f"n/r — {CLOSED}") == 1 and "Provenance" in md  # one note for Sora, Gen-3 and Kling
+    assert r"80.00$^{\mathrm{a}}$" in files["tex"] and "n/r" in files["tex"]
+    assert '<sup class="src" title="adapter">a</sup>' in files["html"] and "n/r" in files["html"]

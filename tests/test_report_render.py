@@ -140,12 +140,14 @@ def test_scale_is_marked_and_delta_left_out_across_scales():
         for line in files["table5.md"].splitlines()
         if line.startswith("| JDM-")
     }
-    assert "| real · 10000 steps · shards | **70.01** / 72.34 (-2.33) |" in md_rows["JDM-Mask"]
-    assert "| tiny · 8 steps · shapes | 60.00 / 70.32 | " in md_rows["JDM-HED"]  # no Δ at tiny scale
+    assert "| real · 10000 steps · shards | **70.01**<sup>a</sup> / 72.34 (-2.33) |" in md_rows["JDM-Mask"]
+    assert (
+        "| tiny · 8 steps · shapes | 60.00<sup>a</sup> / 70.32 | " in md_rows["JDM-HED"]
+    )  # no Δ at tiny scale
     assert "(" not in md_rows["JDM-HED"].split("shapes |", 1)[1].replace("(n=", "")
     tex = files["table5.tex"]
-    assert "JDM-HED & tiny $\\cdot$ 8 steps $\\cdot$ shapes & 60.00 / 70.32 & " in tex
-    assert "\\textbf{70.01} / 72.34 (-2.33)" in tex
+    assert "JDM-HED & tiny $\\cdot$ 8 steps $\\cdot$ shapes & 60.00$^{\\mathrm{a}}$ / 70.32 & " in tex
+    assert "\\textbf{70.01}$^{\\mathrm{a}}$ / 72.34 (-2.33)" in tex
     html = files["table5.table.html"]
     assert '<span class="scale other">tiny · 8 steps · shapes</span>' in html
     assert '<span class="scale">real · 10000 steps · shards</span>' in html

@@ -148,7 +148,8 @@ def test_table6_row_is_an_evaluate_only_cascade_scored_by_vidgen_eval(runs, tmp_
     assert eval_main([str(run), "eval.limit=1", "sample.steps=2", "eval.metrics="]) == 0, (
         capsys.readouterr().err
     )
-    assert read_video(run / "eval" / "shapes" / "0000.mp4")[0].shape[0] == 8  # the cascade's 2N frames
+    frames, fps = read_video(run / "eval" / "shapes" / "0000.mp4")
+    assert frames.shape[0] == 8 and fps == 16  # the cascade's 2N frames, at twice the frame rate
     # the STIV-JIT run's own eval folder never receives cascade videos
     assert eval_main([str(root / "jit"), "eval.limit=1", f"sample.upsampler={root / 'tup'}"]) == 2
     assert "Evaluate the cascade as its own run" in capsys.readouterr().err

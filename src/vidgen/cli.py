@@ -21,7 +21,7 @@ commands:
   sync RUN_DIR... [--dry-run]              upload run folders' offline W&B segments, in order (wandb sync)
   report SWEEP [--runs DIR] [--format ...] a sweep's table beside the paper's numbers
   eval RUN_DIR [suite=NAME] [overrides...] generate a suite's videos into the run, score them (eval/<suite>/)
-  tables [--json]                          coverage map: the papers' 53 tables / figures and how far each is reproduced
+  tables [--json | --md [--out PATH]]     coverage map: the papers' 53 tables / figures and how far each is reproduced
   jdm cmi|filter|combos ...                JDM data tools
   demo [--out DIR] [overrides...]          train JDM on an easy shapes set, judge its samples, write index.html
   -sc install=bash                         shell completion of commands, config groups and keys (Hydra's)

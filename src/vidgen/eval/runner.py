@@ -57,6 +57,15 @@ def rename(metrics: dict[str, float], keys: str | None) -> dict[str, float]:
     return {mapping.get(k.removeprefix("eval/"), k): v for k, v in metrics.items()}
 
 
+def video_size(cfg: DictConfig) -> tuple[int, int]:
+    """(width, height) of the videos the run's model generates (its data config, else the backbone's)."""
+    from vidgen.backbones import get_backbone
+    from vidgen.train import data_resolution
+
+    _, height, width = data_resolution(cfg, get_backbone(cfg.backbone.name))
+    return width, height
+
+
 def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: Path | None,
              rank: int = 0, world: int = 1) -> tuple[int, dict[str, float] | None]:  # fmt: skip
     """Generates what is missing of this rank's shard; with world == 1, scores the suite.
@@ -64,7 +73,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
     from vidgen.eval import suite_metrics
     from vidgen.methods.stiv.cascade import check_eval_folder
 
-    check_eval_folder(cfg)  # STIV-JIT-TUP: cascade videos never mix with a run's own
+    check_eval_folder(cfg, run_dir)  # STIV-JIT-TUP: cascade videos never mix with a run's own
     suite = suites.get_suite(suite_name)
     folder = suite_dir(run_dir, suite.name)
     names = [n for n in str(opts.get("metrics", ",".join(suite.metrics))).split(",") if n]
@@ -81,18 +90,22 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
         min(int(opts.get("limit") or suites.SHAPES_CLIPS), len(dataset)) if dataset is not None else 0
     )  # render only those
     captions = [dataset.clip(i).caption for i in range(n_clips)] if dataset is not None else None
-    all_items = suites.items(suite, opts, int(cfg.sample.seed), captions)
+    size = video_size(cfg) if suite.name == "vbench-i2v" else None
+    all_items = suites.items(suite, opts, int(cfg.sample.seed), captions, size)
     todo = [it for it in suites.shard(all_items, rank, world) if not (folder / it.path).is_file()]
     if todo:
         generator = generator or Generator(cfg, ckpt)  # a bad checkpoint fails before anything is written
+        if todo[0].image:  # so does a model that takes no conditioning image (suite=vbench-i2v)
+            generator.image_latents(todo[0].image)
     if rank == 0:
         _write_manifest(folder, all_items)
-        suites.write_metadata(suite, opts, folder)
+        suites.write_metadata(suite, opts, folder, size)
     if todo:
         with _progress() as bar:
             task = bar.add_task(f"eval/{suite.name} (rank {rank}/{world})", total=len(todo))
             for it in todo:
-                write_atomic(folder / it.path, generator(it.prompt, it.seed, it.index))
+                extra = {"image": it.image} if it.image else {}  # suite=vbench-i2v: the conditioning image
+                write_atomic(folder / it.path, generator(it.prompt, it.seed, it.index, **extra), fps=generator.fps)
                 bar.advance(task)
     if world > 1 or opts.get("stage") == "generate":
         return len(todo), None
@@ -101,7 +114,7 @@ def run_eval(cfg: DictConfig, run_dir: Path, suite_name: str, opts: dict, ckpt: 
     videos = [(read_model_video(folder / it.path), it.prompt, it.index) for it in all_items]
     real = (lambda i: dataset.clip(i).video) if dataset is not None else None
     prompts = (lambda i: dataset.clip(i).prompts) if dataset is not None else None
-    metrics = rename(suite_metrics.compute(names, videos, opts, real, prompts), opts.get("keys"))
+    metrics = rename(suite_metrics.compute(names, videos, opts, real, prompts, dataset), opts.get("keys"))
     info = {"videos": len(all_items), "ckpt": str(ckpt) if ckpt else str(cfg.backbone.weights),
             "steps": int(cfg.sample.steps), "guidance": str(cfg.sample.guidance),
             "guidance_scale": float(cfg.sample.guidance_scale), "computed": time.strftime("%Y-%m-%dT%H:%M:%SZ",

@@ -7,6 +7,7 @@
 | temporal       | eval/temporal     | eval.clip                                                    |
 | fid            | eval/fid          | eval.fid.inception (TorchScript) + real videos               |
 | fvd            | eval/fvd          | eval.fvd.i3d (TorchScript) + real videos                     |
+| face_sim, instance_clip, instance_iou | see ``grounded_metrics.py`` (suite=shapes)          |
 
 Real videos: the shapes clips the prompts came from (suite=shapes), or the mp4s of ``eval.real=DIR``.
 ``layout_iou``: in the shapes world a caption belongs to one rendered clip; per instance prompt, the
@@ -23,9 +24,10 @@ from pathlib import Path
 from torch import Tensor
 
 from vidgen.errors import ConfigError
+from vidgen.eval import grounded_metrics
 from vidgen.eval.generate import read_model_video
 
-METRICS = ("layout_iou", "clip_score", "temporal", "fid", "fvd")
+METRICS = ("layout_iou", "clip_score", "temporal", "fid", "fvd", *grounded_metrics.NAMES)
 
 
 def shapes_layout_iou(video: Tensor, clip: Tensor, prompts: list[str]) -> list[float]:
@@ -72,14 +74,22 @@ def check(names: list[str], opts: dict) -> None:
         if name in needs:
             metric, key, expect = needs[name]
             require_path(metric, f"eval.{key}", opts.get(key), expect)
+    grounded_metrics.check(names, opts)
 
 
 def compute(names: list[str], videos: list[tuple[Tensor, str, int]], opts: dict,
             real: Callable[[int], Tensor] | None = None,
-            instance_prompts: Callable[[int], list[str]] | None = None) -> dict[str, float]:  # fmt: skip
-    """``videos``: (video [3, F, H, W], prompt, clip index) per generated file."""
+            instance_prompts: Callable[[int], list[str]] | None = None,
+            dataset=None) -> dict[str, float]:  # fmt: skip
+    """``videos``: (video [3, F, H, W], prompt, clip index) per generated file; ``dataset``: the shapes
+    world's dataset the clips came from (suite=shapes), for the metrics of ``grounded_metrics``."""
     check(names, opts)
     out: dict[str, float] = {}
+    clips, indices = [v for v, _, _ in videos], [i for _, _, i in videos]
+    if "face_sim" in names:
+        out.update(grounded_metrics.face_sim(clips, indices, dataset, opts))
+    if wanted := [n for n in names if n in ("instance_clip", "instance_iou")]:
+        out.update(grounded_metrics.instance_scores(wanted, clips, indices, dataset, opts))
     if "layout_iou" in names:
         if instance_prompts is None or real is None:
             raise ConfigError(

@@ -10,6 +10,9 @@
 - ``geneval``: GenEval's ``evaluation_metadata.jsonl`` (``eval.prompts``), 4 images per prompt in its
   layout ``NNNNN/samples/SSSS.png`` + ``NNNNN/metadata.jsonl`` (the prompt's line), which
   ``evaluate_images.py`` reads; first frame of each sample (STIV's T2I models: one frame).
+- ``vbench-i2v``: VBench-I2V's image suite (``eval.vbench_i2v.images``, its ``crop`` folder) and
+  ``vbench2_i2v_full_info.json``; each prompt's image conditions ``SAMPLES_PER_PROMPT`` videos
+  ``<prompt>-<i>.mp4`` (``adapters/vbench_i2v.py``); image-conditioned methods only (STIV TI2V).
 - ``t2v-compbench``: T2V-CompBench's prompt files (``eval.prompts``: the folder of ``<n>_<category>.txt``),
   one video per prompt as ``<category>/NNNN.mp4`` (1-based, the line number of its prompt).
 """
@@ -32,6 +35,7 @@ class Item:
     prompt: str
     seed: int
     index: int = 0  # the shapes clip it stands for (real video, image condition)
+    image: str = ""  # the conditioning image file (suite=vbench-i2v)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ SUITES = {
     "shapes": Suite("shapes", ("layout_iou",)),
     "prompts": Suite("prompts", ()),
     "vbench": Suite("vbench", (), samples=SAMPLES_PER_PROMPT),
+    "vbench-i2v": Suite("vbench-i2v", (), samples=SAMPLES_PER_PROMPT),
     "t2v-compbench": Suite("t2v-compbench", ()),
     "geneval": Suite("geneval", (), samples=4),
 }
@@ -84,10 +89,29 @@ def vbench_prompts(path: Path, dimensions: list[str] | None = None) -> list[str]
                           '[{"prompt_en": ..., "dimension": [...]}, ...]') from None  # fmt: skip
 
 
-def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] | None = None) -> list[Item]:
-    """Every video the suite needs, in a fixed order (sharding and resume rely on it)."""
+def vbench_i2v_items(opts: dict, base_seed: int, size: tuple[int, int], samples: int) -> list[Item]:
+    """suite=vbench-i2v: one item per (prompt, sample) with its image at the ratio closest to ``size`` (W, H)."""
+    from vidgen.eval.adapters import vbench_i2v
+
+    folder, _ = vbench_i2v.image_folder(opts, *size)
+    dims = [d for d in str(opts.get("dimensions", "")).split(",") if d]
+    pairs = vbench_i2v.prompts(vbench_i2v.full_info(opts), dims)
+    pairs = pairs[: int(opts["limit"])] if opts.get("limit") else pairs
+    if missing := [name for _, name in pairs if not (folder / name).is_file()]:
+        raise ConfigError(f"eval.vbench_i2v.images: {folder} lacks {len(missing)} image(s) the prompts name, "
+                          f"e.g. {missing[0]!r}; put VBench-I2V's complete crop folder there")  # fmt: skip
+    return [Item(vbench_video_name(p, i), p, base_seed + i, image=str(folder / name))
+            for p, name in pairs for i in range(samples)]  # fmt: skip
+
+
+def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] | None = None,
+          size: tuple[int, int] | None = None) -> list[Item]:  # fmt: skip
+    """Every video the suite needs, in a fixed order (sharding and resume rely on it); ``size`` (W, H) of
+    the model's videos picks VBench-I2V's crop ratio."""
     samples = int(opts.get("samples") or suite.samples)
     limit = opts.get("limit")
+    if suite.name == "vbench-i2v":
+        return vbench_i2v_items(opts, base_seed, size or (1, 1), samples)
     if suite.name == "shapes":
         caps = (shapes_captions or [])[: int(limit or SHAPES_CLIPS)]
         return [Item(f"{i:04d}.mp4", c, base_seed + i, i) for i, c in enumerate(caps)]
@@ -121,11 +145,23 @@ def items(suite: Suite, opts: dict, base_seed: int, shapes_captions: list[str] |
     return [Item(f"{n:04d}-{i}.mp4", p, base_seed + i) for n, p in enumerate(prompts) for i in range(samples)]
 
 
-def write_metadata(suite: Suite, opts: dict, folder: Path) -> None:
-    """Side files a benchmark's layout needs next to the media (GenEval: each prompt's metadata.jsonl)."""
+def write_metadata(suite: Suite, opts: dict, folder: Path, size: tuple[int, int] | None = None) -> None:
+    """Side files a benchmark's layout needs next to the media (GenEval: each prompt's metadata.jsonl;
+    VBench-I2V: ``vbench_i2v.json``, the crop ratio to pass as its ``resolution``)."""
+    from vidgen.runs import _atomic_write_text
+
+    if suite.name == "vbench-i2v":
+        from vidgen.eval.adapters import vbench_i2v
+
+        images, ratio = vbench_i2v.image_folder(opts, *(size or (1, 1)))
+        text = json.dumps({"resolution": ratio, "images": str(images)}, indent=2) + "\n"
+        path = folder / "vbench_i2v.json"
+        if not path.is_file() or path.read_text() != text:
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(path, text)
+        return
     if suite.name != "geneval":
         return
-    from vidgen.runs import _atomic_write_text
 
     lines = _lines(Path(opts["prompts"]))
     for n, line in enumerate(lines[: int(opts["limit"]) if opts.get("limit") else None]):

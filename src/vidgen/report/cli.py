@@ -1,4 +1,4 @@
-"""`vidgen report SWEEP [--runs DIR | --wandb ENTITY/PROJECT|DIR] [--format md,tex,html] [--out DIR]`."""
+"""`vidgen report SWEEP [--runs DIR | --wandb ENTITY/PROJECT|DIR] [--format md,tex,html,json] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vidgen.errors import ConfigError, VidgenError
 
-FORMATS = ("md", "tex", "html")
+FORMATS = ("md", "tex", "html", "json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--runs", help="run.root the sweep ran with (default: outputs)")
     src.add_argument("--wandb", help="ENTITY/PROJECT (W&B API) or a folder holding offline W&B runs")
-    parser.add_argument("--format", default="md,tex,html", help="comma-separated: md, tex, html")
+    parser.add_argument("--format", default="md,tex,html,json", help="comma-separated: md, tex, html, json")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<paper>)")
     try:
         args = parser.parse_args(argv)
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--format {','.join(bad)}: choose from {', '.join(FORMATS)}")
         sweep = load_sweep(args.sweep)
         if sweep.spec is None:
-            raise ConfigError(f"{args.sweep}: sweep {sweep.name!r} has no table link in vidgen/sweeps/tables.py")
+            raise ConfigError(
+                f"{args.sweep}: sweep {sweep.name!r} has no table link in vidgen/sweeps/tables.py"
+            )
         runs = collect(sweep, runs=args.runs, wandb_src=args.wandb)
         report = build(sweep, runs)
         source = f"W&B {args.wandb}" if args.wandb else f"run folders under {args.runs or 'outputs'}"
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     n_done = sum(1 for row in report.rows for r in row.runs if r.status == "completed")
-    print(f"{sweep.name}: {len(runs)} run(s) found, {n_done} completed, "
-          f"{sum(1 for row in report.rows if not row.runs)} row(s) without runs")
+    print(
+        f"{sweep.name}: {len(runs)} run(s) found, {n_done} completed, "
+        f"{sum(1 for row in report.rows if not row.runs)} row(s) without runs"
+    )
     for path in written:
         print(f"wrote {path}")
     return 0

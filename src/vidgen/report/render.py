@@ -3,7 +3,10 @@
 Cell format, everywhere: `ours / paper (Δ ours−paper)`; ours is `mean ± std (n=k)` when several
 seeds ran. The best of each column is bold (ours and the paper's separately, by the metric's
 direction in the reference). A value that could not be shown is a mark with a numbered reason:
-`n/c` not computed (names the evaluator and how to import it), `failed`, `missing` (no run).
+`n/c` not computed (names the evaluator and how to import it), `failed`, `missing` (no run),
+`n/r` not reproducible (a paper row this project cannot run, e.g. a closed model). A value carries a
+superscript of its provenance (`SOURCE_MARKS`: c computed by vidgen, a imported by an adapter), the
+taxonomy of `vidgen tables`; the JSON format gives it per cell as `source`.
 
 `view()` turns a Report into plain strings and flags (the cell values come from
 `vidgen.report.table.build`); the Jinja2 templates in `templates/` only lay them out.
@@ -21,10 +24,18 @@ from typing import Any
 
 from vidgen.report.collect import curve_key
 from vidgen.report.table import Cell, Report
+from vidgen.runs import _atomic_write_text
 
-MARKS = {"not-computed": "n/c", "failed": "failed", "missing": "missing"}
-SCALE_NOTE = ("Δ only for rows trained at the paper's scale (real backbone on real data); "
-              "scale: backbone · steps trained · data.")
+MARKS = {"not-computed": "n/c", "failed": "failed", "missing": "missing", "not-reproducible": "n/r"}
+SOURCE_MARKS = {"computed": "c", "adapter": "a"}  # the superscript after a value
+SOURCE_LEGEND = (
+    "source of ours: c computed by vidgen on this run; a imported from an external benchmark "
+    "(vidgen eval import); n/r not reproducible here; n/c not computed yet (see the notes)."
+)
+SCALE_NOTE = (
+    "Δ only for rows trained at the paper's scale (real backbone on real data); "
+    "scale: backbone · steps trained · data."
+)
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -49,11 +60,14 @@ def _diff(cell: Cell) -> str:
     return f"{round(cell.diff, cell.metric.digits) + 0.0:+.{cell.metric.digits}f}"  # + 0.0: no "-0.0000"
 
 
-def _note_key(row_label: str, cell: Cell) -> str:
-    """Not computed: one note per metric; failed / missing: one note per row."""
+def _note_key(row, cell: Cell) -> str:
+    """Not computed: one note per metric; the paper's own rows: one note per reason; failed / missing:
+    one note per row."""
+    if row.paper_only:
+        return f"{MARKS.get(cell.state, cell.state)} — {cell.reason}"
     if cell.state == "not-computed":
         return f"{cell.metric.paper}: n/c — {cell.reason}"
-    return f"{row_label}: {MARKS.get(cell.state, cell.state)} — {cell.reason}"
+    return f"{row.label}: {MARKS.get(cell.state, cell.state)} — {cell.reason}"
 
 
 def _notes(report: Report) -> list[str]:
@@ -61,14 +75,14 @@ def _notes(report: Report) -> list[str]:
     seen: list[str] = []
     for row in report.rows:
         for cell in row.cells:
-            if cell.mean is None and cell.reason and (key := _note_key(row.label, cell)) not in seen:
+            if cell.mean is None and cell.reason and (key := _note_key(row, cell)) not in seen:
                 seen.append(key)
     return seen
 
 
-def _reason_index(report: Report, row_label: str, cell: Cell) -> int | None:
+def _reason_index(report: Report, row, cell: Cell) -> int | None:
     notes = _notes(report)
-    key = _note_key(row_label, cell)
+    key = _note_key(row, cell)
     return notes.index(key) + 1 if cell.mean is None and key in notes else None
 
 
@@ -81,9 +95,11 @@ def _footer_lines(report: Report, meta: dict) -> list[str]:
     ]
     for row in report.rows:
         for r in row.runs:
-            lines.append(f"run [{row.label}] {' '.join(f'{k}={v}' for k, v in r.params.items())}: {r.status}; "
-                         f"config {r.config_hash or '?'}; commit {r.commit or '?'}; "
-                         f"{r.started or '?'} → {r.finished or '?'}; {r.ref}")
+            lines.append(
+                f"run [{row.label}] {' '.join(f'{k}={v}' for k, v in r.params.items())}: {r.status}; "
+                f"config {r.config_hash or '?'}; commit {r.commit or '?'}; "
+                f"{r.started or '?'} → {r.finished or '?'}; {r.ref}"
+            )
         if not row.runs:
             lines.append(f"run [{row.label}]: none found")
     return lines
@@ -100,18 +116,31 @@ def view(report: Report, meta: dict | None = None) -> dict[str, Any]:
     for row in report.rows:
         cells = []
         for cell in row.cells:
-            cells.append({
-                "ours": _ours(cell),
-                "has_mean": cell.mean is not None,
-                "best": cell.best,
-                "mark": _reason_index(report, row.label, cell),
-                "reason": cell.reason,
-                "paper": _fmt(cell.paper, cell.metric.digits),
-                "paper_best": cell.paper_best,
-                "diff": _diff(cell) if cell.diff is not None and cell.comparable else None,
-            })
-        rows.append({"label": row.label, "value": row.value, "status": row.status, "scale": row.scale,
-                     "paper_scale": row.paper_scale, "cells": cells})
+            cells.append(
+                {
+                    "ours": _ours(cell),
+                    "has_mean": cell.mean is not None,
+                    "best": cell.best,
+                    "mark": _reason_index(report, row, cell),
+                    "source": cell.source,
+                    "source_mark": SOURCE_MARKS.get(cell.source, "") if cell.mean is not None else "",
+                    "reason": cell.reason,
+                    "paper": _fmt(cell.paper, cell.metric.digits),
+                    "paper_best": cell.paper_best,
+                    "diff": _diff(cell) if cell.diff is not None and cell.comparable else None,
+                }
+            )
+        rows.append(
+            {
+                "label": row.label,
+                "value": row.value,
+                "status": row.status,
+                "scale": row.scale,
+                "paper_scale": row.paper_scale,
+                "paper_only": row.paper_only,
+                "cells": cells,
+            }
+        )
     return {
         "paper": spec.paper.upper(),
         "table": spec.table,
@@ -124,6 +153,7 @@ def view(report: Report, meta: dict | None = None) -> dict[str, Any]:
         "changes": [(r.label, r.change) for r in report.rows if r.change],
         "footer": _footer_lines(report, meta) if meta is not None else [],
         "scale_note": SCALE_NOTE,
+        "source_legend": SOURCE_LEGEND,
     }
 
 
@@ -152,14 +182,36 @@ def to_markdown(report: Report, meta: dict, figures: dict[str, str] | None = Non
 
 
 # ---------------------------------------------------------------- latex
-_TEX = str.maketrans({"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
-                      "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
-                      "<": r"\textless{}", ">": r"\textgreater{}"})
+_TEX = str.maketrans(
+    {
+        "&": r"\&",
+        "%": r"\%",
+        "_": r"\_",
+        "#": r"\#",
+        "$": r"\$",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\^{}",
+        "\\": r"\textbackslash{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+    }
+)
 
 
 def _tex(s: str) -> str:
-    return str(s).translate(_TEX).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--") \
-        .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("→", r"$\rightarrow$").replace("·", r"$\cdot$")
+    return (
+        str(s)
+        .translate(_TEX)
+        .replace("±", r"$\pm$")
+        .replace("Δ", r"$\Delta$")
+        .replace("—", "--")
+        .replace("↑", r"$\uparrow$")
+        .replace("↓", r"$\downarrow$")
+        .replace("→", r"$\rightarrow$")
+        .replace("·", r"$\cdot$")
+    )
 
 
 def to_latex(report: Report, meta: dict) -> str:
@@ -176,17 +228,23 @@ def figures(report: Report) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     out: dict[str, bytes] = {}
-    metrics = [j for j, m in enumerate(report.spec.metrics)
-               if any(r.cells[j].mean is not None or r.cells[j].paper is not None for r in report.rows)]
+    swept = [
+        r for r in report.rows if not r.paper_only
+    ]  # the paper's own rows are in the table, not the plots
+    metrics = [
+        j
+        for j, m in enumerate(report.spec.metrics)
+        if any(r.cells[j].mean is not None or r.cells[j].paper is not None for r in swept)
+    ]
     if metrics:
         n = len(metrics)
         fig, axes = plt.subplots(1, n, figsize=(max(4.0, 2.6 * n), 3.2), squeeze=False)
         for ax, j in zip(axes[0], metrics):
-            labels = [r.label for r in report.rows]
+            labels = [r.label for r in swept]
             x = range(len(labels))
-            ours = [r.cells[j].mean if r.cells[j].mean is not None else 0.0 for r in report.rows]
-            errs = [r.cells[j].std or 0.0 for r in report.rows]
-            paper = [r.cells[j].paper if r.cells[j].paper is not None else 0.0 for r in report.rows]
+            ours = [r.cells[j].mean if r.cells[j].mean is not None else 0.0 for r in swept]
+            errs = [r.cells[j].std or 0.0 for r in swept]
+            paper = [r.cells[j].paper if r.cells[j].paper is not None else 0.0 for r in swept]
             ax.bar([i - 0.2 for i in x], ours, 0.4, yerr=errs, label="ours", color="#3b75af")
             ax.bar([i + 0.2 for i in x], paper, 0.4, label="paper", color="#ef8636")
             ax.set_xticks(list(x))
@@ -196,8 +254,9 @@ def figures(report: Report) -> dict[str, bytes]:
         fig.tight_layout()
         out["bars"] = _png(fig)
         plt.close(fig)
-    keys = list(report.spec.curves) or sorted({k for row in report.rows for r in row.runs for c in r.curves
-                                               for k in c if k.startswith("eval/")})
+    keys = list(report.spec.curves) or sorted(
+        {k for row in report.rows for r in row.runs for c in r.curves for k in c if k.startswith("eval/")}
+    )
     keys = [k for k in keys if any(k in c for row in report.rows for r in row.runs for c in r.curves)]
     if keys:
         fig, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 3.2 * len(keys)), 3.0), squeeze=False)
@@ -207,8 +266,12 @@ def figures(report: Report) -> dict[str, bytes]:
                     pts = [(c["step"], c[key]) for c in r.curves if key in c]
                     if pts:
                         seed = r.params.get("seed")
-                        ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3,
-                                label=row.label + (f" (seed {seed})" if seed is not None else ""))
+                        ax.plot(
+                            *zip(*pts),
+                            marker="o" if len(pts) < 30 else None,
+                            markersize=3,
+                            label=row.label + (f" (seed {seed})" if seed is not None else ""),
+                        )
             ax.set_title(key, fontsize=9)
             ax.set_xlabel("step", fontsize=8)
             ax.legend(fontsize=6)
@@ -224,8 +287,10 @@ def figures(report: Report) -> dict[str, bytes]:
 def _row_curves(plt, report: Report, row) -> bytes | None:
     """One row's training curves: the loss and every evaluation metric over steps, a line per run (seed)."""
     table_keys = {m.key for m in report.spec.metrics}
-    keys = sorted({k for r in row.runs for c in r.curves for k in c if curve_key(k) or k in table_keys},
-                  key=lambda k: (not k.startswith("train/loss"), k))
+    keys = sorted(
+        {k for r in row.runs for c in r.curves for k in c if curve_key(k) or k in table_keys},
+        key=lambda k: (not k.startswith("train/loss"), k),
+    )
     if not keys:
         return None
     cols = min(4, len(keys))
@@ -236,12 +301,16 @@ def _row_curves(plt, report: Report, row) -> bytes | None:
             pts = [(c["step"], c[key]) for c in r.curves if key in c]
             if pts:
                 seed = r.params.get("seed")
-                ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3,
-                        label=f"seed {seed}" if seed is not None else r.ref[-24:])
+                ax.plot(
+                    *zip(*pts),
+                    marker="o" if len(pts) < 30 else None,
+                    markersize=3,
+                    label=f"seed {seed}" if seed is not None else r.ref[-24:],
+                )
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     fig.suptitle(f"{row.label} ({row.scale})", fontsize=10)
     fig.tight_layout()
@@ -274,6 +343,34 @@ def to_html(report: Report, meta: dict, pngs: dict[str, bytes]) -> str:
     return _render("report.html.j2", **view(report, meta), css=_CSS, images=images)
 
 
+def to_json(report: Report, meta: dict) -> str:
+    """The table as data: per cell ours (mean, std, values), the paper's value, Δ and ``source``."""
+    import json
+
+    v = view(report, meta)
+    rows = []
+    for row, shown in zip(report.rows, v["rows"]):
+        cells = [{"metric": c.metric.paper, "key": c.metric.key, "source": c.source, "state": c.state,
+                  "ours": c.mean, "std": c.std, "values": c.values, "paper": c.paper,
+                  "diff": c.diff if c.comparable else None, "reason": c.reason, "note": s["mark"]}
+                 for c, s in zip(row.cells, shown["cells"])]  # fmt: skip
+        rows.append(
+            {k: shown[k] for k in ("label", "value", "status", "scale", "paper_only")} | {"cells": cells}
+        )
+    keep = (
+        "paper",
+        "table",
+        "caption",
+        "spec_notes",
+        "row_param",
+        "metrics",
+        "notes",
+        "footer",
+        "source_legend",
+    )
+    return json.dumps({**{k: v[k] for k in keep}, "rows": rows}, indent=2, ensure_ascii=False) + "\n"
+
+
 def write(report: Report, out_dir: str | Path, formats: list[str], meta: dict) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,9 +389,10 @@ def write(report: Report, out_dir: str | Path, formats: list[str], meta: dict) -
         "md": lambda: to_markdown(report, meta, png_paths),
         "tex": lambda: to_latex(report, meta),
         "html": lambda: to_html(report, meta, pngs),
+        "json": lambda: to_json(report, meta),
     }
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        path.write_text(renderers[fmt]())
+        _atomic_write_text(path, renderers[fmt]())
         written.append(path)
     return written

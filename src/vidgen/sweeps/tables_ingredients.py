@@ -5,8 +5,13 @@ from __future__ import annotations
 from vidgen.sweeps.tables import Metric, TableSpec
 
 _FACE_HOW = (
-    "FaceSim (cosine of recognition embeddings of generated faces and references, vidgen.faces) on the run's "
-    "samples from local weights; write <run.dir>/external/faces.json"
+    "vidgen eval RUN eval.metrics=face_sim eval.face_sim.recognition=ANTELOPEV2_DIR (cosine of ArcFace embeddings "
+    "of each generated face and its reference; on the shapes world without the folder: the right-ID fraction), "
+    "or write <run.dir>/external/faces.json (docs/evaluation.md)"
+)
+_SHAPES_FACES = (
+    "On the shapes world Face Sim. is the exact identity classifier's right-ID fraction (vidgen eval "
+    "eval.metrics=face_sim without eval.face_sim.recognition), not an ArcFace cosine."
 )
 _GENERAL_HOW = (
     "CLIP-T (CLIP ViT-B/32) and face-region FID of the run's samples; write <run.dir>/external/general.json"
@@ -61,6 +66,7 @@ INGREDIENTS_TABLES: dict[str, TableSpec] = {
         notes=(
             "Stage 1 only (facial embedding alignment); the table's numbers are the stage-2 sweep's.",
             *_CHAIN,
+            _SHAPES_FACES,
         ),
     ),
     "ingredients/table2_stage2": TableSpec(
@@ -75,7 +81,7 @@ INGREDIENTS_TABLES: dict[str, TableSpec] = {
         },
         metrics=_metrics("CLIP-T (%)"),
         curves=("eval/routing_accuracy",),
-        notes=_CHAIN,
+        notes=(*_CHAIN, _SHAPES_FACES),
     ),
     "ingredients/table3_routing_loss": TableSpec(
         paper="ingredients",
@@ -88,6 +94,6 @@ INGREDIENTS_TABLES: dict[str, TableSpec] = {
         },
         metrics=_metrics("CLIPScore (%)"),
         curves=("eval/routing_accuracy",),
-        notes=_CHAIN[:1],
+        notes=(*_CHAIN[:1], _SHAPES_FACES),
     ),
 }

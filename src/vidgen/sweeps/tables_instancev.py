@@ -5,8 +5,9 @@ from __future__ import annotations
 from vidgen.sweeps.tables import _GPU_TIME_HOW, VBENCH_HOW, Metric, TableSpec
 
 _CLIP_HOW = (
-    "instance CLIP-Score needs local CLIP ViT-B/32 / ViT-L/14 folders: run with method.clip_models.clip_b=PATH "
-    "method.clip_models.clip_l=PATH (shapes world), or write <run.dir>/external/instancebench.json"
+    "instance CLIP-Score needs local CLIP ViT-B/32 / ViT-L/14 folders: vidgen eval RUN eval.metrics=instance_clip "
+    "eval.instance_clip.clip_b=PATH eval.instance_clip.clip_l=PATH (shapes world), or train with "
+    "method.clip_models.clip_b=PATH method.clip_models.clip_l=PATH, or write <run.dir>/external/instancebench.json"
 )
 _GENERAL_HOW = (
     "vidgen eval RUN suite=shapes eval.metrics=fvd,clip_score eval.fvd.i3d=I3D.pt eval.clip=CLIP_DIR "

@@ -170,9 +170,9 @@ STIV_TABLES: dict[str, TableSpec] = {
 # VBench-I2V / VBench cells come from the evaluation adapters (`vidgen eval`, issue 16); until a run
 # has them they are reported as n/c with how to obtain them.
 VBENCH_I2V_HOW = (
-    "sample the run on VBench-I2V's image-prompt suite (`vidgen sample image=...`), score it with the "
-    "VBench-I2V adapter (`vidgen eval import RUN vbench-i2v FILES...`) or write <run.dir>/external/vbench-i2v.json "
-    "(docs/sweeps.md, 'External metrics')"
+    "generate VBench-I2V's image suite (`vidgen eval RUN suite=vbench-i2v eval.vbench_i2v.images=CROP_DIR`), score "
+    "it with VBench-I2V and import the results (`vidgen eval import RUN vbench-i2v FILES...`), or write "
+    "<run.dir>/external/vbench-i2v.json (docs/evaluation.md, 'VBench-I2V')"
 )
 
 

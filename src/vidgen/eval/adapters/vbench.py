@@ -9,6 +9,9 @@ VBench-I2V (``vbench2_beta_i2v``): Quality is the same weighted mean over the 7 
 the I2V score is the mean of the normalised video-image subject and background consistency
 (camera motion is reported but does not enter it), Final = (I2V + Quality) / 2. This reading
 reproduces STIV Table 13's printed "I2V Quality" / "Final Score" (tests/test_eval_adapters.py).
+STIV Table 5 adds ``i2v_average`` (its "I2V Avg Scores": the plain mean of i2v_subject, i2v_background
+and camera_motion, as its text says; 3 of its 5 rows match) and ``average`` ("Avg Scores": the plain
+mean of the 10 dimensions; all 5 rows match).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ SEMANTIC = (
     "overall_consistency",
 )
 I2V = ("i2v_subject", "i2v_background")
+I2V_AVERAGE = (*I2V, "camera_motion")  # STIV Table 5 "I2V Avg Scores"
+TABLE5_AVERAGE = (*QUALITY, *I2V_AVERAGE)  # STIV Table 5 "Avg Scores" (its 10 columns)
 NORMALIZE = {  # (Min, Max), VBench scripts/constant.py NORMALIZE_DIC
     "subject_consistency": (0.1462, 1.0),
     "background_consistency": (0.2615, 1.0),
@@ -74,11 +79,6 @@ def _weighted(scores: dict[str, float], dims: tuple[str, ...]) -> float:
     return num / den
 
 
-def _require(scores: dict[str, float], dims: tuple[str, ...], what: str) -> None:
-    if missing := [d for d in dims if d not in scores]:
-        raise DataError(f"{what} needs every dimension it averages; missing: {', '.join(missing)}")
-
-
 def vbench_scores(scores: dict[str, float]) -> dict[str, float]:
     """The dimensions plus ``quality_score`` / ``semantic_score`` / ``total_score`` where computable."""
     out = dict(scores)
@@ -94,11 +94,21 @@ def vbench_scores(scores: dict[str, float]) -> dict[str, float]:
 
 
 def vbench_i2v_scores(scores: dict[str, float]) -> dict[str, float]:
-    """The dimensions plus ``quality_score``, ``i2v_score`` and ``total_score`` (VBench-I2V's Final Score)."""
-    _require(scores, QUALITY + I2V, "VBench-I2V's Final Score")
-    quality = _weighted(scores, QUALITY)
-    i2v = _weighted(scores, I2V)
-    return {**scores, "quality_score": quality, "i2v_score": i2v, "total_score": (quality + i2v) / 2}
+    """The dimensions plus, where their dimensions are all present, ``quality_score``, ``i2v_score``,
+    ``total_score`` (VBench-I2V's Final Score), ``i2v_average`` and ``average`` (STIV Table 5)."""
+    if not scores:
+        raise DataError("VBench-I2V: the result files hold no dimension")
+    out = dict(scores)
+    if all(d in scores for d in QUALITY):
+        out["quality_score"] = _weighted(scores, QUALITY)
+    if all(d in scores for d in I2V):
+        out["i2v_score"] = _weighted(scores, I2V)
+    if "quality_score" in out and "i2v_score" in out:
+        out["total_score"] = (out["quality_score"] + out["i2v_score"]) / 2
+    for key, dims in (("i2v_average", I2V_AVERAGE), ("average", TABLE5_AVERAGE)):
+        if all(d in scores for d in dims):
+            out[key] = sum(scores[d] for d in dims) / len(dims)
+    return out
 
 
 def read_vbench_results(paths: list[Path]) -> dict[str, float]:

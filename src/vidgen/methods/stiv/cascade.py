@@ -137,16 +137,16 @@ def load_upsampler(path: str | Path, main, main_shape: tuple[int, ...], text_dim
     return TemporalUpsampler(module, cfg, ckpt, tuple(shape))
 
 
-def check_eval_folder(cfg: DictConfig) -> None:
+def check_eval_folder(cfg: DictConfig, run_dir: Path) -> None:
     """`vidgen eval RUN sample.upsampler=...`: refused unless RUN's own config names that upsampler,
     so cascade videos never mix with (or are taken for) the run's own in ``<run>/eval/<suite>/``."""
-    recorded = Path(str(cfg.run.dir)) / "config.yaml"
+    recorded = Path(run_dir) / "config.yaml"
     if not recorded.is_file():
         return
     saved = OmegaConf.select(OmegaConf.load(recorded), FIELD, default=None)
     if saved != cfg.sample.get("upsampler"):
         raise ConfigError(
-            f"{FIELD}={cfg.sample.get('upsampler')}: {cfg.run.dir} records {FIELD}={saved}; its eval folder holds "
+            f"{FIELD}={cfg.sample.get('upsampler')}: {run_dir} records {FIELD}={saved}; its eval folder holds "
             "that run's own videos. Evaluate the cascade as its own run: `vidgen train exp=stiv_ti2v_m "
             "variant=stiv/table6_stiv_jit_tup` (STIV_JIT_CKPT, STIV_TUP_RUN), then `vidgen eval` on that folder"
         )
