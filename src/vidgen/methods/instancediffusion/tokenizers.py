@@ -100,7 +100,7 @@ class SegTokenizer(nn.Module):
         null seg tokens) -> [B, tokens, token_dim]."""
         r = self.resolution
         if masks.dtype == torch.uint8:
-            x = unpack_bits(masks, r).float()
+            x = unpack_bits(masks, r).to(self.stem.weight.dtype)  # 0 / 1: exact in any dtype, no fp32 copy
             if x.shape[-2] != r:
                 raise ValueError(f"packed masks have {x.shape[-2]} rows; the seg tokenizer reads {r} x {r}")
         else:
