@@ -33,6 +33,8 @@ def test_pack_bits_round_trip_and_size():
     assert torch.equal(unpack_bits(packed, 21), m)
     with pytest.raises(ValueError, match="3 bytes per row; 30 pixels need 4"):
         unpack_bits(packed, 30)
+    empty = pack_bits(resize_masks(torch.zeros(0, 30, 40, dtype=torch.bool), 16))  # a frame without instances
+    assert empty.shape == (0, 16, 2) and empty.dtype == torch.uint8
 
 
 def _reference_mask(cover, owners, containers):

@@ -19,6 +19,8 @@ _BIT = 2 ** torch.arange(8, dtype=torch.uint8)  # pixel j of a byte is bit j (li
 def resize_masks(masks: Tensor, resolution: int) -> Tensor:
     """[..., H, W] bool -> [..., r, r] bool, nearest (the seg tokenizer's own resize)."""
     lead = masks.shape[:-2]
+    if masks.numel() == 0:  # no instances (interpolate refuses an empty tensor)
+        return masks.new_zeros(*lead, resolution, resolution)
     flat = masks.reshape(1, -1, *masks.shape[-2:]).float()
     out = F.interpolate(flat, size=(resolution, resolution), mode="nearest")
     return out.reshape(*lead, resolution, resolution) > 0.5
