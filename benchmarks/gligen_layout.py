@@ -1,23 +1,34 @@
 """Shapes-world effect check for GLIGEN: do gated grounding blocks beat plain fine-tuning on layout?
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/gligen_layout.py [--pre-steps 1000] [--steps 1000]
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/gligen_layout.py [--pre-steps 3000] [--steps 1000]
 
-1. `ft_sd15 preset=smoke` (tiny sd1.5 U-Net, 1 x 64 x 64 shapes images) is trained `--pre-steps` steps
-   from random init and exported (`vidgen export`): the "pretrained" tiny backbone both arms start from.
+1. `ft_sd15 preset=smoke` (tiny sd1.5 U-Net, 1 x 64 x 64 shapes images, `--num-clips` clips of world
+   `--seed`) is trained `--pre-steps` steps from random init and exported (`vidgen export`): the
+   "pretrained" tiny backbone both arms start from.
 2. With the same budget of `--steps` further steps from that backbone: `ft_sd15` (the whole U-Net
    fine-tuned) and `gligen_sd15` (frozen U-Net; gated self-attention + grounding token net;
    `method.phrase_pool=mean`: the shapes world's word embedder has no pooled EOS token, and its last
-   word is the shape, not the colour the detector looks for).
-3. Each model generates the first `--eval-samples` images (`--eval-steps` DDIM steps, CFG 7.5; GLIGEN
-   with scheduled sampling tau 0.3, and the same weights with tau 1: grounded at every step); every
-   instance is found by its prompt's colour with the shapes
-   world's exact detector and scored (a) by box IoU against its ground-truth box (mean and
+   word is the motion, not the colour the detector looks for).
+3. Each model generates `--eval-samples` images of held-out layouts: the first clips of the world
+   `data.seed=--eval-seed` (same codec and word embedder, scenes never trained on; `--eval-seed -1`
+   scores the training clips instead, which only measures how well a caption recalls a memorised
+   layout). `--eval-steps` DDIM steps, CFG 7.5; GLIGEN with scheduled sampling tau 0.3, and the same
+   weights with tau 1 (grounded at every step). Every instance is found by its prompt's colour with
+   the shapes world's exact detector and scored (a) by box IoU against its ground-truth box (mean and
    area-weighted, vidgen.eval.instance_metrics) and (b) by COCO box AP (pycocotools COCOeval, one class
-   per colour, score = the share of the detected box its colour fills).
-   The fine-tuned and pretrained backbones are scored through GLIGENModule with zero gates (the plain
-   backbone bit for bit) so all arms sample through the same code.
-Writes benchmarks/results/gligen_layout.json; exits 1 unless GLIGEN beats ft_sd15 on the area-weighted
-layout IoU and on box AP.
+   per colour, score = the share of the detected box its colour fills). The fine-tuned and pretrained
+   backbones are scored through GLIGENModule with zero gates (the plain backbone bit for bit) so all
+   arms sample through the same code.
+4. Grounding probe (teacher-forced, no sampling): GLIGEN's epsilon MSE on the training clips and on
+   the eval clips, 8 noise draws each, with the true grounding, with every slot null, with another
+   clip's boxes, with the phrases rotated among a clip's instances, and the frozen backbone alone.
+   If the boxes carry information, another clip's boxes raise the loss.
+`--probe-only` trains only the GLIGEN arm(s) and runs the probe (no fine-tuning arm, no sampling).
+`--visual-position-arm` adds a GLIGEN arm with `method.visual_position=sincos` (a knob, not GLIGEN:
+2D positions on the gated attention's visual tokens, methods/gligen/position.py). `--keep DIR` keeps
+the run folders in DIR and reuses the completed ones (the runs are deterministic in their seeds).
+Writes benchmarks/results/gligen_layout.json (``--out``); exits 1 unless GLIGEN beats ft_sd15 on the
+area-weighted layout IoU and on box AP.
 """
 
 from __future__ import annotations
@@ -113,64 +124,142 @@ def box_ap(videos, samples) -> float:
 def evaluate(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
     from vidgen.eval.instance_metrics import shapes_layout_metrics
 
-    videos, samples = generate_clips(overrides, ckpt, args.eval_samples, args.eval_steps)
+    videos, samples = generate_clips([*overrides, *eval_data(args)], ckpt, args.eval_samples, args.eval_steps)
     return {**shapes_layout_metrics(videos, samples), "box_ap": box_ap(videos, samples)}
+
+
+def eval_data(args) -> list[str]:
+    """The held-out world's clips (``--eval-seed``), or the training clips (-1)."""
+    if args.eval_seed < 0:
+        return []
+    return [f"data.seed={args.eval_seed}", f"data.num_clips={args.eval_samples}"]
+
+
+def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) -> dict[str, float]:
+    """Teacher-forced epsilon MSE of a trained GLIGEN on the first ``n`` clips of ``overrides``' data,
+    ``draws`` (noise, t) per clip shared by every variant of the grounding."""
+    from vidgen.benchmark_runs import load_for_eval
+    from vidgen.data.sample import collate
+
+    _, module, dm = load_for_eval(overrides, ckpt)
+    batch = collate([dm.dataset[i] for i in range(min(n, len(dm.dataset)))])
+    g = module.grounding(batch, batch.latents.shape[2])
+    gen = torch.Generator().manual_seed(0)
+    x0 = batch.latents.repeat(draws, 1, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = module.objective.sample_timesteps(x0.shape[0], gen)
+    x_t = module.objective.add_noise(x0, noise, t)
+    text, mask = batch.text_embeds.repeat(draws, 1, 1), batch.text_mask.repeat(draws, 1)
+    phrases = g["grounding_phrases"].clone()
+    for i, k in enumerate(g["grounding_masks"][:, 0].sum(-1).long().tolist()):
+        phrases[i, :, :k] = phrases[i, :, :k].roll(1, dims=1)  # each box gets its neighbour's phrase
+    variants = {
+        "true": g,
+        "null_tokens": {**g, "grounding_masks": torch.zeros_like(g["grounding_masks"])},
+        "boxes_of_another_clip": {**g, "grounding_boxes": g["grounding_boxes"].roll(1, dims=0)},
+        "phrases_rotated": {**g, "grounding_phrases": phrases},
+        "backbone_alone": {},
+    }
+    out = {}
+    with torch.no_grad():
+        for name, v in variants.items():
+            v = {k: x.repeat(draws, *[1] * (x.dim() - 1)) for k, x in v.items()}
+            pred = module.model(x_t, t, text, text_mask=mask, **v)
+            out[name] = float(((pred - noise) ** 2).mean())
+    return out
+
+
+def trained(overrides: list[str], run_dir: Path, keep: bool) -> Path:
+    """The run of ``overrides`` in ``run_dir``; with ``--keep``, a completed one already there is reused."""
+    from vidgen.runs import read_summary
+
+    if keep and read_summary(run_dir).get("status") == "completed":
+        return run_dir
+    return train_run(overrides)
+
+
+def exported(run: Path, out: Path, keep: bool) -> Path:
+    return out if keep and out.is_dir() and any(out.iterdir()) else export_weights(run, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pre-steps", type=int, default=1000)
+    parser.add_argument("--pre-steps", type=int, default=3000)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--num-clips", type=int, default=16)
+    parser.add_argument("--num-clips", type=int, default=256)
     parser.add_argument("--eval-samples", type=int, default=16)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-seed", type=int, default=1000, help="world of the eval clips; -1: the training clips"
+    )
+    parser.add_argument(
+        "--visual-position-arm",
+        action="store_true",
+        help="also train GLIGEN with method.visual_position=sincos (a knob, not GLIGEN)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="run folders here (not a temp dir); completed runs are reused"
+    )
+    parser.add_argument(
+        "--probe-only", action="store_true", help="train the GLIGEN arm(s) and run the grounding probe only"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.time()
+    keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        pre = train_run(
-            ["exp=ft_sd15", *smoke_overrides(tmp / "pre", args.pre_steps, args.lr, args.num_clips, args.seed)]
-        )
-        weights = export_weights(pre, tmp / "pretrained")
-        base = [f"backbone.weights={weights}"]
-        ft = train_run(
-            [
-                "exp=ft_sd15",
-                *smoke_overrides(tmp / "ft", args.steps, args.lr, args.num_clips, args.seed),
-                *base,
+        tmp = args.keep or Path(tmp)
+
+        def smoke(name: str, steps: int) -> list[str]:
+            return smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed)
+
+        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps)], tmp / "pre", keep)
+        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}"]
+        results = {}
+        if not args.probe_only:
+            ft = trained(["exp=ft_sd15", *smoke("ft", args.steps), *base], tmp / "ft", keep)
+            ft_weights = exported(ft, tmp / "ft_export", keep)
+            plain = [
+                "exp=gligen_sd15",
+                "preset=smoke",
+                "method.phrase_pool=mean",
+                f"data.num_clips={args.num_clips}",
             ]
-        )
-        ft_weights = export_weights(ft, tmp / "ft_export")
-        plain = [
-            "exp=gligen_sd15",
-            "preset=smoke",
-            "method.phrase_pool=mean",
-            f"data.num_clips={args.num_clips}",
-        ]
-        results = {
-            "pretrained_backbone": evaluate(args, [*plain, *base], None),
-            "ft_sd15": evaluate(args, [*plain, f"backbone.weights={ft_weights}"], None),
-        }
-        ov = [
-            "exp=gligen_sd15",
-            *smoke_overrides(tmp / "gligen", args.steps, args.lr, args.num_clips, args.seed),
-            *base,
-            "method.phrase_pool=mean",
-        ]
-        run = train_run(ov)
-        results["gligen_sd15"] = evaluate(args, ov, run / "checkpoints" / "last.ckpt")
-        # the same weights grounded at every step (scheduled sampling off: tau = 1)
-        results["gligen_sd15_tau1"] = evaluate(
-            args, [*ov, "method.scheduled_tau=1.0"], run / "checkpoints" / "last.ckpt"
-        )
-    g, f = results["gligen_sd15"], results["ft_sd15"]
-    ok = g["layout_iou_aw"] > f["layout_iou_aw"] and g["box_ap"] > f["box_ap"]
+            results["pretrained_backbone"] = evaluate(args, [*plain, *base], None)
+            results["ft_sd15"] = evaluate(args, [*plain, f"backbone.weights={ft_weights}"], None)
+        probe = {}
+        arms = {"gligen_sd15": []}
+        if args.visual_position_arm:
+            arms["gligen_sd15_sincos"] = ["method.visual_position=sincos"]
+        for name, extra in arms.items():
+            ov = ["exp=gligen_sd15", *smoke(name, args.steps), *base, "method.phrase_pool=mean", *extra]
+            ckpt = trained(ov, tmp / name, keep) / "checkpoints" / "last.ckpt"
+            if not args.probe_only:
+                results[name] = evaluate(args, ov, ckpt)
+                # the same weights grounded at every step (scheduled sampling off: tau = 1)
+                results[f"{name}_tau1"] = evaluate(args, [*ov, "method.scheduled_tau=1.0"], ckpt)
+            probe_ov = [
+                "exp=gligen_sd15",
+                "preset=smoke",
+                "logger=none",
+                "method.phrase_pool=mean",
+                *base,
+                *extra,
+            ]
+            probe[name] = {
+                "train_clips": grounding_probe(
+                    [*probe_ov, f"data.num_clips={args.num_clips}"], ckpt, args.eval_samples
+                ),
+                "eval_clips": grounding_probe([*probe_ov, *eval_data(args)], ckpt, args.eval_samples),
+            }
+    g, f = results.get("gligen_sd15"), results.get("ft_sd15")
+    ok = bool(g and f and g["layout_iou_aw"] > f["layout_iou_aw"] and g["box_ap"] > f["box_ap"])
     record = {
-        "args": vars(args) | {"out": str(args.out)},
+        "args": vars(args) | {"out": str(args.out), "keep": str(args.keep)},
         "results": results,
+        "grounding_probe_eps_mse": probe,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
         **machine(),

@@ -115,6 +115,35 @@ def test_real_sd15_adds_the_official_parameter_count():
     assert added == 208_018_272 + 1_083_968
 
 
+@torch.no_grad()
+def test_visual_position_knob_keeps_step0_and_parameters_and_places_tokens():
+    """method.visual_position=sincos: zero gates = the backbone bit for bit, no extra parameter; with open
+    gates a token's output depends on where it is (the plain block is blind to a permutation of tokens)."""
+    from vidgen.errors import ConfigError
+    from vidgen.methods.gligen.position import PositionedFuser
+
+    plain, gligen = _pair("sd1.5")
+    torch.manual_seed(0)
+    positioned = build_gligen(copy.deepcopy(plain), 32, 32, visual_position="sincos")
+    positioned.load_state_dict(gligen.state_dict())  # the same names, the same weights
+    assert all(isinstance(f, PositionedFuser) for f in positioned.fusers()) and len(positioned.fusers()) == 4
+    assert sum(p.numel() for p in positioned.parameters()) == sum(p.numel() for p in gligen.parameters())
+    args, grounding = _inputs("sd1.5")
+    assert torch.equal(positioned(*args, **grounding), plain(*args))
+    positioned.set_gates(0.5)
+    gligen.set_gates(0.5)
+    assert not torch.allclose(positioned(*args, **grounding), gligen(*args, **grounding), atol=1e-5)
+    # one block: permuting the visual tokens permutes the plain block's output, not the positioned one's
+    fuser, plain_fuser = positioned.fusers()[0], gligen.fusers()[0]
+    fuser.latent_hw = (8, 8)
+    x, objs = torch.randn(2, 64, fuser.linear.out_features), torch.randn(2, 30, 32)
+    perm = torch.randperm(64)
+    assert torch.allclose(plain_fuser(x[:, perm], objs), plain_fuser(x, objs)[:, perm], atol=1e-5)
+    assert not torch.allclose(fuser(x[:, perm], objs), fuser(x, objs)[:, perm], atol=1e-3)
+    with pytest.raises(ConfigError, match="visual_position=sincos is implemented on sd1.5 only"):
+        build_gligen(build_backbone("wan2.1-1.3b", size="tiny"), 32, 32, visual_position="sincos")
+
+
 # ----------------------------------------------------------------------------- the method
 from vidgen.config import load_config  # noqa: E402
 from vidgen.data.sample import collate  # noqa: E402

@@ -151,6 +151,7 @@ class GLIGENMethod(Section):
     phrase_pool: Literal["eos", "mean"] = Field(description="eos (CLIP pooled) or mean")
     token_dim: int | None = Field(ge=1, description="an integer >= 1, or null (768 real / tiny text width)")
     video_attention: Literal["frame", "joint"] = Field(description="frame (per latent frame) or joint (Wan)")
+    visual_position: Literal["none", "sincos"] = Field(description="none (GLIGEN) or sincos (knob, sd1.5)")
     grounding_dropout: float = Field(ge=0, le=1, description="a number in [0, 1] (0.1: 10 % null grounding)")
     scheduled_tau: float = Field(ge=0, le=1, description="a number in [0, 1] (grounded share of steps)")
     eval_samples: int = Field(ge=0, description="an integer >= 0")

@@ -30,6 +30,7 @@ from vidgen.backbones.wan_blocks import wan_forward
 from vidgen.errors import ConfigError
 from vidgen.instances.gated_attention import GatedSelfAttention, GroundingTokenNet, gated_block_parameters
 from vidgen.methods.gligen.config import VIDEO_ATTENTION
+from vidgen.methods.gligen.position import PositionedFuser
 
 GROUNDING_KEYS = ("grounding_boxes", "grounding_masks", "grounding_phrases")
 
@@ -88,9 +89,12 @@ class GLIGENDenoiser(Backbone):
 
 
 class GLIGENSD(GLIGENDenoiser):
-    """sd1.5: ``UNet2DConditionModel(attention_type="gated")`` holding the backbone's weights."""
+    """sd1.5: ``UNet2DConditionModel(attention_type="gated")`` holding the backbone's weights.
 
-    def __init__(self, backbone: Backbone, token_dim: int):
+    ``visual_position="sincos"`` (a knob, ``position.py``) swaps each diffusers fuser for a
+    ``PositionedFuser`` with the same initial weights."""
+
+    def __init__(self, backbone: Backbone, token_dim: int, visual_position: str = "none"):
         plain = backbone.model
         config = {k: v for k, v in plain.config.items() if not k.startswith("_")}
         if token_dim != config["cross_attention_dim"]:
@@ -113,6 +117,15 @@ class GLIGENSD(GLIGENDenoiser):
         gated.train(plain.training)
         super().__init__(backbone, model=gated)
         self.plain_forward = type(backbone).forward  # SD15Backbone.forward: frames folded into the batch
+        if visual_position == "sincos":
+            for block in gated.modules():
+                if isinstance(block, BasicTransformerBlock):
+                    old = block.fuser
+                    d = old.linear.out_features
+                    block.fuser = PositionedFuser(
+                        d, old.linear.in_features, old.attn.heads, d // old.attn.heads
+                    )
+                    block.fuser.load_state_dict(old.state_dict())
         self._freeze(self.model.position_net)
 
     def forward(
@@ -127,6 +140,9 @@ class GLIGENSD(GLIGENDenoiser):
         grounding_phrases=None,
     ):
         kwargs = None
+        for f in self.fusers():
+            if isinstance(f, PositionedFuser):
+                f.latent_hw = tuple(latents.shape[-2:])
         if _check_grounding(grounding_boxes, grounding_masks, grounding_phrases):
             # the U-Net's forward turns these into {"objs": position_net(...)} (a fresh dict: it pops)
             kwargs = {
@@ -247,11 +263,20 @@ class GLIGENWan(GLIGENDenoiser):
 
 
 def build_gligen(
-    backbone: Backbone, phrase_dim: int, token_dim: int, video_attention: str = "frame"
+    backbone: Backbone,
+    phrase_dim: int,
+    token_dim: int,
+    video_attention: str = "frame",
+    visual_position: str = "none",
 ) -> GLIGENDenoiser:
     family = backbone.spec.family
     if family == "sd":
-        return GLIGENSD(backbone, token_dim)
+        return GLIGENSD(backbone, token_dim, visual_position)
+    if visual_position != "none":
+        raise ConfigError(
+            f"method.visual_position={visual_position} is implemented on sd1.5 only; "
+            f"backbone={backbone.spec.name}. Fix: method.visual_position=none"
+        )
     if family == "modelscope":
         return GLIGENModelScope(backbone, phrase_dim, token_dim)
     if family == "wan":

@@ -43,7 +43,11 @@ class GLIGENModule(DiffusionModule):
         size = cfg.backbone.size
         token_dim = hp.token_dim_for(size, spec.tiny_text_dim)
         return build_gligen(
-            super().build_model(cfg, spec), spec.text_dim_for(size), token_dim, hp.video_attention
+            super().build_model(cfg, spec),
+            spec.text_dim_for(size),
+            token_dim,
+            hp.video_attention,
+            hp.visual_position,
         )
 
     @classmethod

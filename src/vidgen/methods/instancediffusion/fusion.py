@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from vidgen.instances.gated_attention import GatedSelfAttention
 from vidgen.instances.grounding import box_token_masks
-from vidgen.methods.instancediffusion.maskattn import mask_attention_mask
+from vidgen.methods.instancediffusion.maskattn import mask_attention_mask, masked_attention
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, Locations, UniFusion
 
 
@@ -72,7 +72,8 @@ class MaskedFuser(GatedSelfAttention):
         n = x.shape[1]  # [B, N_visual, d]
         g = self.linear(objs.tokens.to(x.dtype))  # [B, T, d]
         mask = objs.attention_mask(n)  # [B, N + T, N + T] or None
-        h = self.attn(self.norm1(torch.cat([x, g], dim=1)), attention_mask=mask)  # [B, N + T, d]
+        h = self.norm1(torch.cat([x, g], dim=1))  # [B, N + T, d]
+        h = self.attn(h) if mask is None else masked_attention(self.attn, h, mask)  # one mask, all heads
         x = x + self.alpha_attn.tanh() * h[:, :n]
         return x + self.alpha_dense.tanh() * self.ff(self.norm2(x))
 
@@ -82,7 +83,7 @@ class GroundingNet(nn.Module):
 
     Inputs (all batched, N instance slots): g_text [B, N, D_text] pooled instance captions; g_valid
     [B, N]; g_boxes [B, N, 4]; g_points [B, N, 2]; g_scribbles [B, N, P_s, 2]; g_polygons [B, N, P_m, 2];
-    g_masks [B, N, H, W]; g_given [B, 5, N] (the paper's s per format, ``ALL_FORMATS`` order; the
+    g_masks [B, N, H, W] bool or packed [B, N, r, ceil(r / 8)] uint8 (``SegTokenizer``); g_given [B, 5, N] (the paper's s per format, ``ALL_FORMATS`` order; the
     seg row reads column 0); g_latent (latent H, W) ints.
     """
 
@@ -96,7 +97,7 @@ class GroundingNet(nn.Module):
         valid = g_valid.bool()
         given = {f: g_given[:, i].bool() for i, f in enumerate(ALL_FORMATS)}
         given["seg"] = given["seg"][:, 0]
-        loc = Locations(g_text, valid, g_boxes, g_points, g_scribbles, g_polygons, g_masks.bool(), given)
+        loc = Locations(g_text, valid, g_boxes, g_points, g_scribbles, g_polygons, g_masks, given)
         tokens = self.unifusion(loc)
         owners = self.unifusion.owners().to(tokens.device)
         return FusionInput(tokens, g_boxes, valid, owners, tuple(g_latent), self.mask_attn, self.containers)

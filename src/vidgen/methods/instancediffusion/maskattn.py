@@ -10,12 +10,15 @@ In the fusion self-attention over [V, G] (visual tokens, grounding tokens):
   instance (the 64 seg tokens) are open to every visual token.
 - every token attends to itself; grounding rows are left open (their outputs are discarded).
 
-Masks are bool, True = may attend, per latent frame: [B, F', S + T, S + T].
+Masks are bool, True = may attend, per latent frame: [B, F', S + T, S + T]. One mask serves every
+head (``masked_attention`` broadcasts it; diffusers' processor would copy it per head).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
 from vidgen.methods.instancediffusion.tokenizers import SHARED
@@ -46,14 +49,34 @@ def mask_attention_mask(cover: Tensor, owners: Tensor, containers: bool = True) 
     b, f, n, s = cover.shape
     t = owners.shape[0]
     inst = token_instance(cover)  # [B, F', S]
-    onehot = torch.nn.functional.one_hot(inst + 1, n + 1).float()  # [B, F', S, N + 1]; slot 0 = background
-    pair = torch.eye(n + 1, device=cover.device).expand(b, f, n + 1, n + 1).clone()  # same instance
-    if containers:
-        pair[..., 1:, 1:] += containment(cover).float()
-    vv = (onehot @ pair @ onehot.transpose(-1, -2)) > 0  # [B, F', S, S]
+    pair = torch.eye(n + 1, dtype=torch.bool, device=cover.device).expand(b, f, n + 1, n + 1).clone()
+    if containers:  # slot 0 = background; pair[i + 1, j + 1]: a token of i may see a token of j
+        pair[..., 1:, 1:] |= containment(cover)
+    idx = inst + 1  # [B, F', S]
+    rows = pair.gather(2, idx[..., None].expand(b, f, s, n + 1))  # [B, F', S, N + 1]: pair[I(v_k), :]
+    mask = torch.ones(b, f, s + t, s + t, dtype=torch.bool, device=cover.device)  # grounding rows open
+    mask[..., :s, :s] = rows.gather(3, idx[:, :, None, :].expand(b, f, s, s))  # V -> V
     own = owners.to(cover.device)
-    vg = (inst[..., None] == own) | (own == SHARED)  # [B, F', S, T]; background (-1) meets only SHARED
-    top = torch.cat([vv, vg], dim=-1)  # [B, F', S, S + T]
-    bottom = torch.ones(b, f, t, s + t, dtype=torch.bool, device=cover.device)
-    mask = torch.cat([top, bottom], dim=-2)
-    return mask | torch.eye(s + t, dtype=torch.bool, device=cover.device)
+    mask[..., :s, s:] = (inst[..., None] == own) | (own == SHARED)  # V -> G; background meets only SHARED
+    mask.diagonal(dim1=-2, dim2=-1).fill_(True)  # every token attends to itself
+    return mask
+
+
+def masked_attention(attn: Attention, x: Tensor, mask: Tensor) -> Tensor:
+    """``attn``'s self-attention over x [B, L, d] with one bool mask [B, L, L] for all heads.
+
+    diffusers' ``AttnProcessor2_0`` repeats a 3-D mask per head (``prepare_attention_mask``:
+    [B heads, L, L], 12 copies on Wan2.1-1.3B) before SDPA; here it reaches SDPA as [B, 1, L, L] and
+    broadcasts. Same projections, same SDPA call: the processor's output bit for bit
+    (tests/test_instancediffusion_layers.py). Only for the plain self-attention GLIGEN's block holds.
+    """
+    plain = (attn.spatial_norm, attn.group_norm, attn.norm_q, attn.norm_k) == (None,) * 4
+    if not plain or attn.residual_connection or attn.rescale_output_factor != 1.0:
+        raise ValueError("masked_attention: only a plain self-attention (no norms, residual or rescale)")
+    b, n, _ = x.shape
+    q, k, v = (
+        proj(x).view(b, n, attn.heads, -1).transpose(1, 2) for proj in (attn.to_q, attn.to_k, attn.to_v)
+    )
+    h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], dropout_p=0.0, is_causal=False)
+    h = h.transpose(1, 2).reshape(b, n, -1).to(q.dtype)  # [B, L, heads d_head]
+    return attn.to_out[1](attn.to_out[0](h))

@@ -23,6 +23,7 @@ from vidgen.errors import ConfigError
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
 from vidgen.methods.instancediffusion.denoiser import InstanceDiffusionUNet
+from vidgen.methods.instancediffusion.mask_bits import pack_bits
 from vidgen.methods.instancediffusion.modelscope import InstanceDiffusionModelScope
 from vidgen.methods.instancediffusion.sampler import MultiInstanceGuidance, sample_multi_instance
 from vidgen.methods.instancediffusion.tokenizers import ALL_FORMATS, format_switches
@@ -83,7 +84,7 @@ class InstanceDiffusionModule(DiffusionModule):
             g_text=torch.randn(batch, n, uni.text_dim, device=dev),
             g_valid=valid, g_boxes=box, g_points=box[..., :2], g_given=torch.stack(rows, dim=1),
             g_scribbles=torch.rand(batch, n, scribble, 2, device=dev), g_polygons=torch.rand(batch, n, polygon, 2, device=dev),
-            g_masks=torch.ones(batch, n, side, side, dtype=torch.bool, device=dev), g_latent=(int(h), int(w)),
+            g_masks=pack_bits(torch.ones(batch, n, side, side, dtype=torch.bool, device=dev)), g_latent=(int(h), int(w)),
         )  # fmt: skip
         if video:  # the same instances in every latent frame
             f = inputs["latents"].shape[2]
@@ -158,7 +159,9 @@ class InstanceDiffusionModule(DiffusionModule):
         null_t = self.null_text_embeds.to(text.dtype)[None].expand_as(text)
         uncond = {"text_embeds": null_t, "text_mask": self.null_text_mask[None].expand_as(text_mask)}
         uncond.update(self.null_grounding(batch))
-        guide = self.configured_guidance(**({"fraction": self.hp.mis} if self.cfg.sample.guidance == "mis" else {}))
+        guide = self.configured_guidance(
+            **({"fraction": self.hp.mis} if self.cfg.sample.guidance == "mis" else {})
+        )
         shape = tuple(batch.latents.shape)
         if isinstance(guide, MultiInstanceGuidance) and guide.fraction > 0:
             slots = [j for j in range(valid.shape[1]) if valid[:, j].any()]  # empty slots add nothing

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidgen.methods.instancediffusion.mask_bits import unpack_bits
+
 FORMATS = ("box", "point", "scribble", "polygon")  # point-parameterised formats, in token order
 SEG = "seg"
 ALL_FORMATS = (*FORMATS, SEG)
@@ -43,7 +45,8 @@ class Locations:
     """Per-instance locations of a batch, all normalised xy in [0, 1].
 
     text [B, N, D_text] instance-caption features; valid [B, N]; boxes [B, N, 4]; points [B, N, 2];
-    scribbles [B, N, P_s, 2]; polygons [B, N, P_m, 2]; masks [B, N, H, W] bool or None;
+    scribbles [B, N, P_s, 2]; polygons [B, N, P_m, 2]; masks [B, N, H, W] bool, packed
+    [B, N, r, ceil(r / 8)] uint8 (``mask_bits``) or None;
     given: format -> [B, N] bool, the paper's s (False: that format's null token e_i); "seg" -> [B].
     """
 
@@ -92,8 +95,16 @@ class SegTokenizer(nn.Module):
         self.null = nn.Parameter(torch.zeros(tokens, token_dim))
 
     def forward(self, masks: Tensor, given: Tensor) -> Tensor:
-        """masks [B, N, H, W]; given [B] bool (False: the null seg tokens) -> [B, tokens, token_dim]."""
-        x = F.interpolate(masks.float(), size=(self.resolution, self.resolution), mode="nearest")
+        """masks [B, N, H, W] bool (resized here, nearest) or [B, N, r, ceil(r / 8)] uint8, already at
+        r = ``resolution`` and packed (``mask_bits``, the transform's); given [B] bool (False: the
+        null seg tokens) -> [B, tokens, token_dim]."""
+        r = self.resolution
+        if masks.dtype == torch.uint8:
+            x = unpack_bits(masks, r).to(self.stem.weight.dtype)  # 0 / 1: exact in any dtype, no fp32 copy
+            if x.shape[-2] != r:
+                raise ValueError(f"packed masks have {x.shape[-2]} rows; the seg tokenizer reads {r} x {r}")
+        else:
+            x = F.interpolate(masks.float(), size=(r, r), mode="nearest")
         feat = self.convnext(self.stem(x.to(self.stem.weight.dtype))).last_hidden_state  # [B, C, h, w]
         feat = F.adaptive_avg_pool2d(feat, self.side).flatten(2).transpose(1, 2)  # [B, tokens, C]
         tokens = self.mlp(feat + self.pos)  # [B, tokens, D]
@@ -169,7 +180,7 @@ class UniFusion(nn.Module):
         if self.seg is not None:
             if loc.masks is None:
                 raise ValueError("the seg tokenizer needs instance masks (Locations.masks)")
-            masks = loc.masks & loc.valid[..., None, None]
+            masks = loc.masks * loc.valid[..., None, None]  # bool or packed bytes: padding slots -> 0
             out.append(self.seg(masks, loc.given[SEG]))
         return torch.cat(out, dim=1)
 

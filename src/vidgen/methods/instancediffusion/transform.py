@@ -23,7 +23,9 @@ from vidgen.instances.gated_attention import pool_phrases
 from vidgen.instances.grounding import grounding_frames
 from vidgen.instances.validate import check_instances
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
+from vidgen.methods.instancediffusion.denoiser import widths
 from vidgen.methods.instancediffusion.locations import location_points
+from vidgen.methods.instancediffusion.mask_bits import pack_bits, resize_masks
 
 KEYS = {
     k: f"instancediffusion/{k}"
@@ -37,9 +39,12 @@ def _pad(x: Tensor, n: int) -> Tensor:
     return out
 
 
-def instance_extras(sample: VideoSample, hp: InstanceDiffusionConfig, frame: int = 0) -> dict[str, Tensor]:
+def instance_extras(
+    sample: VideoSample, hp: InstanceDiffusionConfig, seg_resolution: int, frame: int = 0
+) -> dict[str, Tensor]:
     """extras[KEYS[...]] of one sample at one pixel frame: valid [N], text [N, D], boxes [N, 4],
-    points [N, 2], scribbles [N, P_s, 2], polygons [N, P_m, 2], masks [N, H, W] (N = method.max_instances)."""
+    points [N, 2], scribbles [N, P_s, 2], polygons [N, P_m, 2], masks [N, r, ceil(r / 8)] uint8: the
+    masks resized to the seg tokenizer's r x r and packed 8 pixels a byte (``mask_bits``; N = method.max_instances)."""
     inst, n = sample.instances, hp.max_instances
     present = inst.visible[:, frame].bool()
     boxes = inst.boxes[:, frame].float()
@@ -52,15 +57,19 @@ def instance_extras(sample: VideoSample, hp: InstanceDiffusionConfig, frame: int
     text = pool_phrases(inst.prompt_embeds.float(), inst.prompt_mask, hp.phrase_pool)  # [n, D]
     values = {
         "valid": present, "text": text, "boxes": boxes, "points": points,
-        "scribbles": scribbles, "polygons": polygons, "masks": masks & present[:, None, None],
+        "scribbles": scribbles, "polygons": polygons,
+        "masks": pack_bits(resize_masks(masks & present[:, None, None], seg_resolution)),
     }  # fmt: skip
     return {KEYS[k]: _pad(v, n) for k, v in values.items()}
 
 
-def video_extras(sample: VideoSample, hp: InstanceDiffusionConfig, t_ds: int) -> dict[str, Tensor]:
+def video_extras(
+    sample: VideoSample, hp: InstanceDiffusionConfig, seg_resolution: int, t_ds: int
+) -> dict[str, Tensor]:
     """``instance_extras`` of pixel frames 0, T_ds, 2 T_ds, ... stacked: [F', N, ...] (one per latent frame)."""
     per = [
-        instance_extras(sample, hp, int(f)) for f in grounding_frames(sample.instances.boxes.shape[1], t_ds)
+        instance_extras(sample, hp, seg_resolution, int(f))
+        for f in grounding_frames(sample.instances.boxes.shape[1], t_ds)
     ]
     return {k: torch.stack([p[k] for p in per]) for k in per[0]}
 
@@ -69,6 +78,7 @@ def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
     hp = InstanceDiffusionConfig.from_cfg(cfg)
     spec = get_backbone(cfg.backbone.name)
     video = spec.family != "sd"  # per-latent-frame grounding on a video backbone
+    seg_resolution = widths(hp, cfg.backbone.size == "tiny")[2]
     source = f"data={cfg.data.name}" + (f" (data.root={cfg.data.root})" if cfg.data.get("root") else "")
 
     def transform(sample: VideoSample) -> VideoSample:
@@ -78,7 +88,10 @@ def make_transform(cfg, datamodule) -> Callable[[VideoSample], VideoSample]:
                 f"{source}, sample {sample.key!r}: instances have no prompt_embeds (InstanceDiffusion's "
                 "tau(c_i)). Fix: re-run `vidgen precompute` with instance prompts"
             )
-        extras = video_extras(sample, hp, spec.vae_scale[0]) if video else instance_extras(sample, hp)
+        if video:
+            extras = video_extras(sample, hp, seg_resolution, spec.vae_scale[0])
+        else:
+            extras = instance_extras(sample, hp, seg_resolution)
         return dataclasses.replace(sample, extras={**sample.extras, **extras})
 
     return transform

@@ -43,7 +43,7 @@ class InstanceDiffusionWan(GLIGENWan):
     """``forward(latents, timesteps, text_embeds, text_mask, g_text=..., ..., g_latent=...)``.
 
     g_text [B, F', N, D]; g_valid [B, F', N]; g_boxes [B, F', N, 4]; g_points [B, F', N, 2];
-    g_scribbles [B, F', N, P_s, 2]; g_polygons [B, F', N, P_m, 2]; g_masks [B, F', N, H, W];
+    g_scribbles [B, F', N, P_s, 2]; g_polygons [B, F', N, P_m, 2]; g_masks [B, F', N, r, ceil(r / 8)] (packed, ``mask_bits``);
     g_given [B, F', 5, N]; g_latent the latent (H', W'). All given or all absent (the backbone).
     """
 
