@@ -29,7 +29,9 @@ LARGE, SMALL = 0, 1  # instance indices of the pair in every clip
 MAX_INSTANCES = 6  # the pair's two colours must stay free among the 8 palette colours
 
 
-def small_on_large(specs: list[InstanceSpec], rng: random.Random, frames: int, height: int, width: int) -> None:
+def small_on_large(
+    specs: list[InstanceSpec], rng: random.Random, frames: int, height: int, width: int
+) -> None:
     """Rewrite specs[LARGE] and specs[SMALL] (in place) into a small instance on a large one."""
     if len(specs) < 2:
         raise ValueError(f"small_overlap needs at least 2 instances per clip, got {len(specs)}")
