@@ -95,6 +95,12 @@ def paired(a: dict, b: dict, draws: int = 2000) -> dict:
     }
 
 
+def _layout_sizes() -> dict:
+    from vidgen.data.shapes_layouts import LARGE_SIZE, SMALL_SIZE
+
+    return {"large": list(LARGE_SIZE), "small": list(SMALL_SIZE)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pre-steps", type=int, default=400)
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "saug_minus_cfg": saug_vs_cfg,
         "per_instance": {k: {m: r[m] for m in ("iou", "area", "index")} for k, r in results.items()},
+        "small_overlap_half_extents": _layout_sizes() if args.small_overlap else None,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
         **machine(),

@@ -4,11 +4,12 @@ InstanceV Sec. 4.3 states SAUG's target: "the disappearance of small instances t
 larger ones", where a small instance covers only a few visual tokens and those tokens also lie in
 a large instance's box. `small_on_large` rewrites a clip's first two instances into that case:
 
-- instance `LARGE` (0): a flat circle, square or diamond of half extent 0.28-0.36 of the frame's
-  shorter side, moving slowly on a straight line from near the centre;
-- instance `SMALL` (1): a flat shape of half extent 0.06-0.09 (on the tiny 64 x 64 Wan, at most
-  about one 16 x 16 visual token), riding on the large one at a fixed offset of at most 0.45 of
-  its half extent, so its box lies in the large one's box in every frame; it is the nearest
+- instance `LARGE` (0): a flat circle, square or diamond of half extent `LARGE_SIZE` (0.28-0.36)
+  of the frame's shorter side, moving slowly on a straight line from near the centre;
+- instance `SMALL` (1): a flat shape of half extent `SMALL_SIZE` (0.10-0.14: on the tiny 64 x 64
+  Wan about one 16 x 16 visual token; 0.06-0.09 was tried first and no model, the starting
+  backbone included, ever generated it), riding on the large one at a fixed offset of at most
+  0.45 of its half extent, so its box lies in the large one's box in every frame; it is the nearest
   instance of the clip, so it is visible (it occludes the large one, never the reverse);
 - both colours differ from each other and from every other instance's (faces included), so the
   exact colour detector (`shapes_segment.detect_prompt`) finds each of the two alone.
@@ -27,6 +28,7 @@ from vidgen.data.shapes import COLOURS, InstanceSpec, _direction_words
 
 LARGE, SMALL = 0, 1  # instance indices of the pair in every clip
 MAX_INSTANCES = 6  # the pair's two colours must stay free among the 8 palette colours
+LARGE_SIZE, SMALL_SIZE = (0.28, 0.36), (0.10, 0.14)  # half extents, fractions of min(H, W)
 
 
 def small_on_large(
@@ -40,7 +42,7 @@ def small_on_large(
     big_colour, small_colour = rng.sample([c for c in COLOURS if c not in others], 2)
 
     # 1. the large instance: slow and straight from near the centre
-    size = rng.uniform(0.28, 0.36) * m
+    size = rng.uniform(*LARGE_SIZE) * m
     speed, angle = rng.uniform(0.01, 0.03) * m, rng.uniform(0, 2 * math.pi)
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
     x0, y0 = rng.uniform(0.4 * width, 0.6 * width), rng.uniform(0.4 * height, 0.6 * height)
@@ -67,7 +69,7 @@ def small_on_large(
         colour=small_colour,
         shape=rng.choice(("circle", "square", "triangle", "diamond", "cross")),
         motion="linear",
-        size=rng.uniform(0.06, 0.09) * m,
+        size=rng.uniform(*SMALL_SIZE) * m,
         depth=depths[-1],
         path=path + offset,
         direction=direction,
