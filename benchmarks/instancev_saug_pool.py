@@ -1,13 +1,15 @@
-"""Pool `instancev_layout_iou.py --small-overlap` runs over seeds: SAUG against plain CFG.
+"""Pool `instancev_layout_iou.py` runs over seeds: SAUG against plain CFG.
 
     PYTHONPATH=src .venv/bin/python benchmarks/instancev_saug_pool.py benchmarks/results/instancev_saug_small_overlap_seed{0,1,2,3}.json
+    PYTHONPATH=src .venv/bin/python benchmarks/instancev_saug_pool.py benchmarks/results/instancev_saug_keep_default_seed{0,1,2,3}.json --out benchmarks/results/instancev_saug_keep_default_pooled.json
 
 Each run trains its arms from its own backbone on its own clips; within a run the arms share the
 backbone, clips and sampler seeds, so instances pair up. For each comparison a - b this prints the
 per-seed differences and the pooled one with a bootstrap 95% interval that resamples seeds, then
 instances within each seed (both levels of noise). Metrics: area-weighted layout IoU over all
-instances; mean IoU of the designated small instances (clip index 1) and of the large ones (0).
-Writes benchmarks/results/instancev_saug_small_overlap_pooled.json.
+instances; with `--small-overlap` runs also the mean IoU of the designated small instances (clip
+index 1) and of the large ones (0). Writes benchmarks/results/instancev_saug_small_overlap_pooled.json
+unless `--out` says otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def pooled(runs: list[dict], a: str, b: str, metric: str, draws: int = 2000) -> 
     seeds = torch.randint(len(runs), (draws, len(runs)), generator=gen)
     for i, run in enumerate(runs):
         ra, rb = run["per_instance"][a], run["per_instance"][b]
-        ia, ib, area, index = (torch.tensor(x) for x in (ra["iou"], rb["iou"], ra["area"], ra["index"]))
+        ia, ib, area = (torch.tensor(x) for x in (ra["iou"], rb["iou"], ra["area"]))
+        index = torch.tensor(ra.get("index", [-1] * len(ia)))
         keep = {"aw": torch.ones_like(index, dtype=torch.bool), "small": index == 1, "large": index == 0}[
             metric
         ]
@@ -66,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     runs = [json.loads(p.read_text()) for p in args.results]
-    if not all(r.get("small_overlap_half_extents") for r in runs):
-        raise SystemExit("every result must come from instancev_layout_iou.py --small-overlap")
+    overlap = {bool(r["args"].get("small_overlap")) for r in runs}
+    if len(overlap) != 1:
+        raise SystemExit("pool runs of one setting: all with --small-overlap or all without")
+    metrics = ("aw", "small", "large") if overlap.pop() else ("aw",)
     record = {"results": [str(p) for p in args.results], "seeds": [r["args"]["seed"] for r in runs]}
     for name, (a, b) in COMPARISONS.items():
         if all(a in r["per_instance"] and b in r["per_instance"] for r in runs):
-            record[name] = {m: pooled(runs, a, b, m) for m in ("aw", "small", "large")}
+            record[name] = {m: pooled(runs, a, b, m) for m in metrics}
     write_record(args.out, record)
     return 0
 
