@@ -14,6 +14,11 @@
 4. SAUG vs plain CFG is compared on the same generated instances (same clips, same sampler seeds):
    the area-weighted IoU difference with a bootstrap 95% interval over instances, and the mean IoU
    of the smaller half of the instances (SAUG's stated target, Sec. 4.3). `--saug-only` skips ft_wan.
+5. `--small-overlap` trains and evaluates every arm on `data.small_overlap=true` clips (a small
+   instance on a large one in every clip, data/shapes_layouts.py) and adds the paired IoU of the
+   designated small instances (and of the large ones) with bootstrap intervals.
+   `--keep-arm` adds an arm trained and sampled with `method.saug_caption=keep` (the other reading
+   of SAUG's unconditional pass).
 Writes benchmarks/results/instancev_layout_iou.json (with per-instance values); exits 1 unless
 instancev beats ft_wan on the area-weighted IoU and SAUG does not lower it.
 """
@@ -41,13 +46,36 @@ RESULTS = Path(__file__).parent / "results" / "instancev_layout_iou.json"
 
 
 def layout_iou(args, overrides: list[str], ckpt: Path | None) -> dict:
-    """Means as `InstanceVModule.evaluate` gives them, plus the per-instance records (IoU, area)."""
+    """Means as `InstanceVModule.evaluate` gives them, plus the per-instance records (IoU, area, and
+    the instance's index in its clip: with data.small_overlap, 0 is the large and 1 the small one)."""
     from vidgen.eval.instance_metrics import shapes_layout_records, weighted_means
 
     videos, samples = generate_clips(overrides, ckpt, args.eval_samples, args.eval_steps)
     ious, areas = shapes_layout_records(videos, samples)
     mean, aw = weighted_means(ious, areas)
-    return {"layout_iou": mean, "layout_iou_aw": aw, "iou": ious.tolist(), "area": areas.tolist()}
+    index = [k for s in samples for k in range(len(s.instances.prompts))]
+    return {
+        "layout_iou": mean,
+        "layout_iou_aw": aw,
+        "iou": ious.tolist(),
+        "area": areas.tolist(),
+        "index": index,
+    }
+
+
+def paired_subset(a: dict, b: dict, index: int, draws: int = 2000) -> dict:
+    """Mean IoU of the instances with clip index ``index`` (data.small_overlap: 1 = small, 0 = large)
+    under a and b, and a - b with a bootstrap 95% interval over those instances."""
+    keep = torch.tensor(a["index"]) == index
+    ia, ib = torch.tensor(a["iou"])[keep], torch.tensor(b["iou"])[keep]
+    idx = torch.randint(len(ia), (draws, len(ia)), generator=torch.Generator().manual_seed(0))
+    diffs = (ia[idx] - ib[idx]).mean(1)
+    return {
+        "iou": [float(ia.mean()), float(ib.mean())],
+        "diff": float((ia - ib).mean()),
+        "diff_ci95": [float(diffs.quantile(0.025)), float(diffs.quantile(0.975))],
+        "instances": int(keep.sum()),
+    }
 
 
 def paired(a: dict, b: dict, draws: int = 2000) -> dict:
@@ -67,6 +95,12 @@ def paired(a: dict, b: dict, draws: int = 2000) -> dict:
     }
 
 
+def _layout_sizes() -> dict:
+    from vidgen.data.shapes_layouts import LARGE_SIZE, SMALL_SIZE
+
+    return {"large": list(LARGE_SIZE), "small": list(SMALL_SIZE)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pre-steps", type=int, default=400)
@@ -77,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--small-overlap",
+        action="store_true",
+        help="data.small_overlap=true for every arm (SAUG's target case)",
+    )
+    parser.add_argument(
+        "--keep-arm",
+        action="store_true",
+        help="add an arm with method.saug_caption=keep (trained and sampled)",
+    )
     parser.add_argument(
         "--saug-only", action="store_true", help="train only the SAUG and plain-CFG arms (skip ft_wan)"
     )
@@ -89,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        data = ["data.small_overlap=true"] if args.small_overlap else []
         pre = train_run(
-            ["exp=ft_wan", *smoke_overrides(tmp / "pre", args.pre_steps, args.lr, args.num_clips, args.seed)]
+            [
+                "exp=ft_wan",
+                *smoke_overrides(tmp / "pre", args.pre_steps, args.lr, args.num_clips, args.seed),
+                *data,
+            ]
         )
         weights = export_weights(pre, tmp / "pretrained")
         base = [f"backbone.weights={weights}"]
@@ -100,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "preset=smoke",
             f"data.num_clips={args.num_clips}",
             f"seed={args.seed}",
+            *data,
         ]
         results = {"pretrained_backbone": layout_iou(args, [*plain, *base], None)}
         if not args.saug_only:
@@ -108,34 +158,60 @@ def main(argv: list[str] | None = None) -> int:
                     "exp=ft_wan",
                     *smoke_overrides(tmp / "ft", args.steps, args.lr, args.num_clips, args.seed),
                     *base,
+                    *data,
                 ]
             )
             ft_weights = export_weights(ft, tmp / "ft_export")
             results["ft_wan"] = layout_iou(args, [*plain, f"backbone.weights={ft_weights}"], None)
-        for name, extra in (
-            ("instancev_wan", []),
-            ("instancev_wan_no_saug", ["variant=instancev/imca_stape"]),
-        ):
+        arms = [("instancev_wan", []), ("instancev_wan_no_saug", ["variant=instancev/imca_stape"])]
+        if args.keep_arm:
+            arms.append(("instancev_wan_saug_caption_keep", ["method.saug_caption=keep"]))
+        for name, extra in arms:
             ov = [
                 "exp=instancev_wan",
                 *smoke_overrides(tmp / name, args.steps, args.lr, args.num_clips, args.seed),
                 *base,
+                *data,
                 *extra,
             ]
             run = train_run(ov)
             results[name] = layout_iou(args, ov, run / "checkpoints" / "last.ckpt")
-            if args.cross:  # the same weights sampled with the other arm's guidance
+            if args.cross and name != "instancev_wan_saug_caption_keep":  # same weights, other guidance
                 other = "method.saug=false" if name == "instancev_wan" else "method.saug=true"
                 results[f"{name}+{other}"] = layout_iou(args, [*ov, other], run / "checkpoints" / "last.ckpt")
     saug_vs_cfg = paired(results["instancev_wan"], results["instancev_wan_no_saug"])
+    if args.small_overlap:
+        saug_vs_cfg["small_instance"] = paired_subset(
+            results["instancev_wan"], results["instancev_wan_no_saug"], 1
+        )
+        saug_vs_cfg["large_instance"] = paired_subset(
+            results["instancev_wan"], results["instancev_wan_no_saug"], 0
+        )
+        if args.cross:  # the guidance alone: SAUG-trained weights, SAUG vs plain-CFG sampling
+            g = (results["instancev_wan"], results["instancev_wan+method.saug=false"])
+            saug_vs_cfg["guidance_only"] = {
+                "aw": paired(*g),
+                "small_instance": paired_subset(*g, 1),
+                "large_instance": paired_subset(*g, 0),
+            }
+    keep = results.get("instancev_wan_saug_caption_keep")
+    if keep is not None:  # the other reading against plain CFG
+        saug_vs_cfg["keep_minus_cfg"] = {"aw": paired(keep, results["instancev_wan_no_saug"])}
+        if args.small_overlap:
+            saug_vs_cfg["keep_minus_cfg"]["small_instance"] = paired_subset(
+                keep, results["instancev_wan_no_saug"], 1
+            )
     ok = results["instancev_wan"]["layout_iou_aw"] >= results["instancev_wan_no_saug"]["layout_iou_aw"]
     if "ft_wan" in results:
         ok = ok and results["instancev_wan"]["layout_iou_aw"] > results["ft_wan"]["layout_iou_aw"]
     record = {
         "args": vars(args) | {"out": str(args.out)},
-        "results": {k: {m: v for m, v in r.items() if m not in ("iou", "area")} for k, r in results.items()},
+        "results": {
+            k: {m: v for m, v in r.items() if m not in ("iou", "area", "index")} for k, r in results.items()
+        },
         "saug_minus_cfg": saug_vs_cfg,
-        "per_instance": {k: {"iou": r["iou"], "area": r["area"]} for k, r in results.items()},
+        "per_instance": {k: {m: r[m] for m in ("iou", "area", "index")} for k, r in results.items()},
+        "small_overlap_half_extents": _layout_sizes() if args.small_overlap else None,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
         **machine(),

@@ -56,6 +56,60 @@ def test_plain_cfg_ablation_drops_the_grounding(setup):
     assert SENTINEL_EMBEDS not in batch.extras
     cond, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask)
     assert cond["instance_masks"].any() and not uncond["instance_masks"].any()
+    assert not uncond["instance_embeds"].any()  # Sec. 9.2: grounding inputs -> all-zero tensors
+    assert torch.equal(uncond["text_embeds"][0], module.null_text_embeds)
+
+
+def test_saug_caption_keep_is_the_other_reading_and_bad_values_fail(setup):
+    module, _, batch = setup("method.saug_caption=keep")
+    cond, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask)
+    assert torch.equal(uncond["text_embeds"], cond["text_embeds"])  # caption kept: instance-only guidance
+    assert torch.equal(uncond["instance_masks"], cond["instance_masks"])
+    assert not torch.equal(uncond["instance_embeds"], cond["instance_embeds"])  # prompts -> sentinels
+    with pytest.raises(ConfigError, match="method.saug_caption='maybe'"):
+        InstanceVConfig.from_cfg(
+            OmegaConf.create({"method": {**module.hp.__dict__, "saug_caption": "maybe"}})
+        )
+
+
+def test_training_dropout_feeds_exactly_the_guidance_uncond_branch(setup):
+    """Sec. 9.2: the 20 % unconditional passes are the ones SAUG guides with at inference."""
+    module, _, batch = setup("train.cfg_dropout=1.0")
+    _, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask.bool())
+    seen = {}
+    forward = module.model.forward
+
+    def spy(x, t, **kwargs):
+        seen.update(kwargs)
+        return forward(x, t, **kwargs)
+
+    with patch.object(module.model, "forward", spy):
+        module.compute_loss(batch, torch.Generator().manual_seed(0))
+    assert set(seen) == set(uncond)
+    for k, v in uncond.items():
+        assert torch.equal(seen[k], v.to(seen[k].dtype)), k
+
+
+def test_distinct_sentinels_let_the_kept_masks_position_the_instances(setup):
+    """Sec. 10.4: with one distinct sentinel per instance, swapping two instances' masks changes the
+    unconditional output (the masks carry position); with identical empty prompts it would not."""
+    module, _, batch = setup(batch=1)
+    _, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask)
+    masks = uncond["instance_masks"]  # [1, F', N, S]
+    assert masks.shape[2] >= 2 and not torch.equal(masks[:, :, 0], masks[:, :, 1])
+    swapped = masks.clone()
+    swapped[:, :, [0, 1]] = masks[:, :, [1, 0]]
+    module.model.set_gates(1.0)
+    x, t = torch.randn(batch.latents.shape, generator=torch.Generator().manual_seed(0)), torch.tensor([500.0])
+    with torch.no_grad():
+        out = module.model(x, t, **uncond)
+        out_swapped = module.model(x, t, **{**uncond, "instance_masks": swapped})
+        same = uncond["instance_embeds"].clone()
+        same[:, 1] = same[:, 0]  # instance 1 given instance 0's sentinel: the swap is invisible
+        a = module.model(x, t, **{**uncond, "instance_embeds": same})
+        b = module.model(x, t, **{**uncond, "instance_embeds": same, "instance_masks": swapped})
+    assert not torch.allclose(out, out_swapped, atol=1e-5)
+    assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_saug_guidance_is_eq7_with_w_equal_scale_minus_one():

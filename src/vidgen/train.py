@@ -64,6 +64,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             max_instances=int(d.max_instances),
             face_prob=float(d.face_prob),
             min_faces=int(d.min_faces),
+            small_overlap=bool(d.get("small_overlap", False)),
             image_condition=True,
             seed=int(d.seed),
             micro_batch_size=micro,

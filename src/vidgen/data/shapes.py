@@ -19,7 +19,9 @@ which seeds from SHA-512, so it is identical across processes and machines):
 - faces: instances of shape "face" carry the texture of an identity of a fixed table of
   `NUM_IDENTITIES` identities (independent of the seed); `face_crops` is the identity texture
   rendered aligned at S x S (outside the face disc: 0, i.e. mid grey);
-- pixels are float32 in [-1, 1], layout [3, F, H, W].
+- pixels are float32 in [-1, 1], layout [3, F, H, W];
+- `small_overlap=True` (off by default): every clip's instance 1 is a small shape on top of a
+  large instance 0 (`shapes_layouts.small_on_large`, InstanceV Sec. 4.3's case).
 """
 
 from __future__ import annotations
@@ -214,11 +216,15 @@ class ShapesWorld:
         face_prob: float = 0.25,
         min_faces: int = 1,
         crop_size: int = FACE_CROP_SIZE,
+        small_overlap: bool = False,
     ):
         if frames < 1 or height < 4 or width < 4:
             raise ValueError(f"shapes world needs frames >= 1 and height, width >= 4 (got {frames}x{height}x{width})")
         if max_instances < 1:
             raise ValueError(f"max_instances must be >= 1 (got {max_instances})")
+        if small_overlap and not 2 <= max_instances <= 6:
+            raise ValueError(f"small_overlap needs 2 <= max_instances <= 6 (got {max_instances})")
+        self.small_overlap = small_overlap
         self.frames, self.height, self.width = frames, height, width
         self.max_instances = max_instances
         self.seed = seed
@@ -235,7 +241,7 @@ class ShapesWorld:
     def _sample_specs(self, rng: random.Random) -> list[InstanceSpec]:
         f, h, w = self.frames, self.height, self.width
         m = min(h, w)
-        n = rng.randint(1, self.max_instances)
+        n = rng.randint(2 if self.small_overlap else 1, self.max_instances)
         depths = sorted(rng.sample(range(n * 4), n))
         faces = [rng.random() < self.face_prob for _ in range(n)]
         if sum(faces) < min(self.min_faces, n):
@@ -284,6 +290,10 @@ class ShapesWorld:
                     identity=identity,
                 )
             )
+        if self.small_overlap:
+            from vidgen.data.shapes_layouts import small_on_large  # imports this module
+
+            small_on_large(specs, rng, f, h, w)
         return specs
 
     # -- rendering -----------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class ShapesDataModule(VideoDataModule):
         micro_batch_size: int = 1,
         face_prob: float = 0.25,
         min_faces: int = 1,
+        small_overlap: bool = False,
         num_workers: int = 0,
         cache: bool = True,
         val_samples: int = 0,
@@ -165,6 +166,11 @@ class ShapesDataModule(VideoDataModule):
             )
         if max_instances < 1:
             raise ConfigError(f"data.max_instances={max_instances} must be >= 1")
+        if small_overlap and not 2 <= max_instances <= 6:
+            raise ConfigError(
+                f"data.small_overlap=true puts a small instance on a large one in every clip, so it needs "
+                f"2 <= data.max_instances <= 6 (got {max_instances}). Fix: data.max_instances=4"
+            )
         self.num_clips = int(num_clips)
         self.frames, self.height, self.width = int(frames), int(height), int(width)
         self.latent_channels = int(latent_channels)
@@ -176,7 +182,7 @@ class ShapesDataModule(VideoDataModule):
             raise ConfigError(f"data.face_prob={face_prob} must be in [0, 1] and data.min_faces={min_faces} >= 0")
         self.world = ShapesWorld(
             self.frames, self.height, self.width, max_instances=max_instances, seed=self.seed,
-            face_prob=float(face_prob), min_faces=int(min_faces),
+            face_prob=float(face_prob), min_faces=int(min_faces), small_overlap=bool(small_overlap),
         )
         # The codec and the text embedder play the role of pretrained models: their seeds are fixed
         # (not the data seed), so a checkpoint trained on one shapes dataset samples with another.

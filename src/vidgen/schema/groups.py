@@ -27,6 +27,10 @@ class ShapesData(Section):
     # issue 18 (demo): faces in the shapes world; optional until conf/data/shapes.yaml sets them
     face_prob: float | None = Field(None, ge=0, le=1, description="a probability in [0, 1]")
     min_faces: int | None = Field(None, ge=0, description="an integer >= 0")
+    small_overlap: bool = Field(
+        False,
+        description="true or false (a small instance on a large one in every clip; needs max_instances 2-6)",
+    )
 
 
 class ShardsData(Section):

@@ -94,6 +94,9 @@ class InstanceVMethod(Section):
     imca: bool = Field(description="true or false (Eq. 4, Table 3 +IMCA)")
     stape: bool = Field(description="true or false (Eq. 6, Table 3 +STAPE)")
     saug: bool = Field(description="true or false (Eq. 7, Table 3 +SAUG)")
+    saug_caption: Literal["drop", "keep"] = Field(
+        "drop", description="drop or keep (the caption in SAUG's unconditional pass)"
+    )
     max_instances: int = Field(ge=1, description="an integer >= 1")
     instance_text_len: int | None = Field(
         ge=1, description="an integer >= 1, or null for the data's text length"

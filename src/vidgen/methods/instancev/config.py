@@ -9,6 +9,8 @@ from omegaconf import OmegaConf
 from vidgen.errors import ConfigError
 from vidgen.instances.grounding import GROUNDINGS
 
+SAUG_CAPTIONS = ("drop", "keep")  # the caption in SAUG's unconditional pass (InstanceVModule.branches)
+
 
 @dataclass(frozen=True)
 class InstanceVConfig:
@@ -25,6 +27,9 @@ class InstanceVConfig:
     clip_models: (
         dict  # name -> local CLIP folder (clip_b: ViT-B/32, clip_l: ViT-L/14): instancebench/<name>[_aw]
     )
+    # the caption in SAUG's unconditional pass: drop (Sec. 9.2's reading) | keep (instance-only guidance).
+    # Defaulted here only so run folders written before the key existed still load (conf sets it).
+    saug_caption: str = "drop"
 
     def __post_init__(self) -> None:
         if self.stape and not self.imca:
@@ -38,6 +43,10 @@ class InstanceVConfig:
         if self.grounding not in GROUNDINGS:
             raise ConfigError(
                 f"method.grounding={self.grounding!r} is not valid; use one of {', '.join(GROUNDINGS)}"
+            )
+        if self.saug_caption not in SAUG_CAPTIONS:
+            raise ConfigError(
+                f"method.saug_caption={self.saug_caption!r} is not valid; use one of {', '.join(SAUG_CAPTIONS)}"
             )
         if self.mask_base is not None and not self.mask_base > 0:
             raise ConfigError(

@@ -96,25 +96,33 @@ class InstanceVModule(DiffusionModule):
         return out
 
     def branches(self, batch: VideoBatch, latent_shape, text: Tensor, text_mask: Tensor) -> tuple[dict, dict]:
-        """(cond, uncond) model kwargs. SAUG (Eq. 7): uncond keeps M, prompts -> sentinels, caption -> null.
-        Plain CFG (method.saug=false): uncond has null caption and no instance grounding at all."""
+        """(cond, uncond) model kwargs; training's dropout and sampling both use this uncond.
+
+        SAUG (Eq. 7, Sec. 4.3 / 10.4): uncond keeps M, instance k's prompt -> ``<extra_id_k>``. Eq. 7
+        names no caption; we drop it (null caption) because Sec. 9.2 puts SAUG inside the backbone's
+        one CFG at scale 5 ("identical to ... the backbone's general text-to-video" CFG) and says a
+        scale below 5 weakens text-visual alignment, which only holds if the caption is in the
+        guided difference. ``method.saug_caption=keep`` is the other reading (instance-only guidance:
+        uncond keeps the caption, so nothing guides the caption). Plain CFG (``method.saug=false``):
+        null caption and Sec. 9.2's "all-zero" grounding (zero prompts, no covered token)."""
         ins = self.instance_inputs(batch, latent_shape)
-        null_t = self.null_text_embeds.to(text.dtype)[None].expand_as(text)
-        null_m = self.null_text_mask[None].expand_as(text_mask)
         cond = {
             "text_embeds": text,
             "text_mask": text_mask,
             "instance_embeds": ins["instance_embeds"],
             "instance_masks": ins["instance_masks"],
         }
-        if self.hp.saug:
-            uncond_inst = {"instance_embeds": ins["sentinel_embeds"], "instance_masks": ins["instance_masks"]}
-        else:
-            uncond_inst = {
-                "instance_embeds": ins["instance_embeds"],
-                "instance_masks": torch.zeros_like(ins["instance_masks"]),
-            }
-        return cond, {"text_embeds": null_t, "text_mask": null_m, **uncond_inst}
+        uncond_text = {
+            "text_embeds": self.null_text_embeds.to(text.dtype)[None].expand_as(text),
+            "text_mask": self.null_text_mask[None].expand_as(text_mask),
+        }
+        if not self.hp.saug:
+            zeros = {k: torch.zeros_like(ins[k]) for k in ("instance_embeds", "instance_masks")}
+            return cond, {**uncond_text, **zeros}
+        if self.hp.saug_caption == "keep":
+            uncond_text = {"text_embeds": text, "text_mask": text_mask}
+        sentinels = {"instance_embeds": ins["sentinel_embeds"], "instance_masks": ins["instance_masks"]}
+        return cond, {**uncond_text, **sentinels}
 
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: VideoBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
