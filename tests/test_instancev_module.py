@@ -41,7 +41,7 @@ def test_registered_and_saug_uncond_keeps_masks_with_distinct_sentinels(setup):
     cond, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask)
     assert torch.equal(cond["instance_masks"], uncond["instance_masks"])  # M kept (Eq. 7)
     assert cond["instance_masks"].any()
-    assert torch.equal(uncond["text_embeds"][0], module.null_text_embeds)
+    assert torch.equal(uncond["text_embeds"], cond["text_embeds"])  # caption kept: Eq. 7 as printed
     s = uncond["instance_embeds"]  # [B, N, L, D]
     assert s.shape == cond["instance_embeds"].shape
     n = int(batch.instances.valid[0].sum())
@@ -60,10 +60,10 @@ def test_plain_cfg_ablation_drops_the_grounding(setup):
     assert torch.equal(uncond["text_embeds"][0], module.null_text_embeds)
 
 
-def test_saug_caption_keep_is_the_other_reading_and_bad_values_fail(setup):
-    module, _, batch = setup("method.saug_caption=keep")
+def test_saug_caption_drop_is_the_other_reading_and_bad_values_fail(setup):
+    module, _, batch = setup("method.saug_caption=drop")
     cond, uncond = module.branches(batch, batch.latents.shape, batch.text_embeds, batch.text_mask)
-    assert torch.equal(uncond["text_embeds"], cond["text_embeds"])  # caption kept: instance-only guidance
+    assert torch.equal(uncond["text_embeds"][0], module.null_text_embeds)  # Sec. 9.2 reading: null caption
     assert torch.equal(uncond["instance_masks"], cond["instance_masks"])
     assert not torch.equal(uncond["instance_embeds"], cond["instance_embeds"])  # prompts -> sentinels
     with pytest.raises(ConfigError, match="method.saug_caption='maybe'"):

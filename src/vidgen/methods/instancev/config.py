@@ -27,8 +27,8 @@ class InstanceVConfig:
     clip_models: (
         dict  # name -> local CLIP folder (clip_b: ViT-B/32, clip_l: ViT-L/14): instancebench/<name>[_aw]
     )
-    # the caption in SAUG's unconditional pass: drop (Sec. 9.2's reading) | keep (instance-only guidance).
-    # Defaulted here only so run folders written before the key existed still load (conf sets it).
+    # the caption in SAUG's unconditional pass: keep (Eq. 7 as printed; conf's default) | drop (Sec. 9.2's
+    # reading). "drop" here only so run folders written before the key existed load as they were trained.
     saug_caption: str = "drop"
 
     def __post_init__(self) -> None:

@@ -98,12 +98,12 @@ class InstanceVModule(DiffusionModule):
     def branches(self, batch: VideoBatch, latent_shape, text: Tensor, text_mask: Tensor) -> tuple[dict, dict]:
         """(cond, uncond) model kwargs; training's dropout and sampling both use this uncond.
 
-        SAUG (Eq. 7, Sec. 4.3 / 10.4): uncond keeps M, instance k's prompt -> ``<extra_id_k>``. Eq. 7
-        names no caption; we drop it (null caption) because Sec. 9.2 puts SAUG inside the backbone's
-        one CFG at scale 5 ("identical to ... the backbone's general text-to-video" CFG) and says a
-        scale below 5 weakens text-visual alignment, which only holds if the caption is in the
-        guided difference. ``method.saug_caption=keep`` is the other reading (instance-only guidance:
-        uncond keeps the caption, so nothing guides the caption). Plain CFG (``method.saug=false``):
+        SAUG (Eq. 7, Sec. 4.3 / 10.4): uncond keeps M and the caption, instance k's prompt ->
+        ``<extra_id_k>``: Eq. 7's two terms differ only in I, and Sec. 4.3 empties only the instance
+        prompts (``method.saug_caption=keep``, the default: the equation as printed). ``drop`` is the
+        other reading (null caption too: Sec. 9.2 puts SAUG at the backbone's CFG scale 5 and says a
+        lower scale weakens text-visual alignment, which would need the caption in the guided
+        difference). Plain CFG (``method.saug=false``):
         null caption and Sec. 9.2's "all-zero" grounding (zero prompts, no covered token)."""
         ins = self.instance_inputs(batch, latent_shape)
         cond = {
