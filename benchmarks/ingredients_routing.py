@@ -132,7 +132,9 @@ def references_check(dm, indices, seed: int) -> dict:
 
 
 def run_seed(args, seed: int, tmp: Path) -> dict:
-    pre, pre_dm = build(args, seed, tmp / "pre", ["exp=ft_cogvideox", "backbone=cogvideox-5b-i2v"], FineTuneModule)
+    pre, pre_dm = build(
+        args, seed, tmp / "pre", ["exp=ft_cogvideox", "backbone=cogvideox-5b-i2v"], FineTuneModule
+    )
     multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= 2]
     if len(multi) < args.clips + args.eval_clips:
         raise SystemExit(f"only {len(multi)} of {args.pool} clips have 2-3 IDs; raise --pool")
@@ -184,7 +186,9 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         )
         right = right_id(module, dm, eval_batch, held_out, seed)
         result["stage2"][kind] = {"routing_accuracy": curve, "right_id": right}
-        print(f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}")
+        print(
+            f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
+        )
     ce, none = result["stage2"]["ce"], result["stage2"]["none"]
     result["checks"] = {
         "ce_beats_none_routing": ce["routing_accuracy"][-1][1] > none["routing_accuracy"][-1][1],
@@ -219,7 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = {str(s): run_seed(args, s, Path(tmp) / str(s)) for s in args.seeds}
     result = {
         "seeds": seeds,
-        "checks": {k: all(r["checks"][k] for r in seeds.values()) for k in next(iter(seeds.values()))["checks"]},
+        "checks": {
+            k: all(r["checks"][k] for r in seeds.values()) for k in next(iter(seeds.values()))["checks"]
+        },
         "args": {k: str(v) for k, v in vars(args).items()},
         "command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ingredients_routing.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -267,7 +267,10 @@ class IngredientsModule(DiffusionModule):
         videos = datamodule.codec().decode(
             self.generate_batch(batch, self.hp.eval_steps, int(self.cfg.seed)).cpu().float()
         )
-        pairs = [shapes_matched_identity(v.clamp(-1, 1), datamodule.dataset.clip(i)) for v, i in zip(videos, indices)]
+        pairs = [
+            shapes_matched_identity(v.clamp(-1, 1), datamodule.dataset.clip(i))
+            for v, i in zip(videos, indices)
+        ]
         return torch.cat([r for r, _ in pairs]), torch.cat([t for _, t in pairs])
 
     @torch.no_grad()
