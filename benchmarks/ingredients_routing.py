@@ -1,6 +1,6 @@
 """Shapes-world effect check for Ingredients: does the routing loss put the right ID in each face?
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--pre-steps 1500] [--stage1-steps 300] [--stage2-steps 300] [--seeds 0 1]
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--pre-steps 1500] [--stage1-steps 1000] [--stage2-steps 600] [--seeds 0 1]
 
 Clips: the shapes world at 9 x 64 x 64 with only faces (`data.face_prob=1`), the ones with 2 or 3 IDs.
 0. The "pretrained CogVideoX-5B-I2V": the tiny I2V twin (`--heads` x `--head-dim` wide) trained
@@ -9,12 +9,13 @@ Clips: the shapes world at 9 x 64 x 64 with only faces (`data.face_prob=1`), the
 1. Stage 1 (`ingredients_stage1 preset=smoke` on that backbone) trains `--stage1-steps` steps.
 2. From those weights, stage 2 twice with the same seed and budget (`--stage2-steps`): routing loss
    `ce` (Eq. 5, Table 3 "w/ L_route") and `none` ("w/o L_route").
-Routing accuracy (Fig. 6) every `--eval-every` stage-2 steps (the right-ID fraction every `--eval-every` stage-1 steps), teacher-forced at t = 250 / 500 / 750
-(IngredientsModule.teacher_forced_routing). Right-ID fraction after stage 1 and after each stage-2
-arm: the held-out clips generated from caption + reference faces (DPM, `--eval-steps`, CFG 6), faces
-found in the generation and greedily matched to the references (IngredientsModule.right_id_regions),
-with a 95 % bootstrap interval over face regions; beside it the codec ceiling (ground truth through
-the codec) and chance (ground truth scored against another clip's references).
+Routing accuracy (Fig. 6) every `--eval-every` stage-2 steps, teacher-forced at t = 250 / 500 / 750
+(IngredientsModule.teacher_forced_routing). Right-ID fraction every `--stage1-eval-every` stage-1
+steps and after each stage-2 arm: the held-out clips generated from caption + reference faces (DPM,
+`--eval-steps`, CFG 6), faces found in the generation and greedily matched to the references
+(IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face regions; beside it
+the codec ceiling (ground truth through the codec) and chance (ground truth scored against another
+clip's references).
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed).
 """
@@ -71,13 +72,13 @@ def stage(args, seed: int, run_dir: Path, n: int, *extra: str):
     return build(args, seed, run_dir, over)
 
 
-def train(module, samples, steps: int, lr: float, args, seed: int, on_eval=None) -> list[float]:
+def train(module, samples, steps: int, lr: float, args, seed: int, on_eval=None, every=None) -> list[float]:
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     draw = torch.Generator().manual_seed(seed)
     losses = []
     for step in range(steps):
-        if on_eval is not None and step % args.eval_every == 0:
+        if on_eval is not None and step % (every or args.eval_every) == 0:
             on_eval(step)
         idx = torch.randint(0, len(samples), (args.batch,), generator=draw).tolist()
         loss, _ = module.compute_loss(collate([samples[i] for i in idx]), torch.Generator().manual_seed(step))
@@ -155,6 +156,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         args,
         seed,
         on_eval=lambda step: s1_curve.append([step, right_id(module, dm, eval_batch, held_out, seed)]),
+        every=args.stage1_eval_every,
     )
     stage1 = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
     result = {
@@ -170,7 +172,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         },
         "stage2": {},
     }
-    print(f"seed {seed}: references {result['references']}; stage 1 right-ID {result['stage1']['right_id']}")
+    print(f"seed {seed}: references {result['references']}; stage 1 right-ID {s1_curve}", flush=True)
     for kind in ("ce", "none"):
         module, dm = stage(args, seed, tmp / kind, 2, f"method.routing_loss={kind}")
         module.model.load_state_dict(stage1)  # stage 2 from stage 1 (method.init.from in real runs)
@@ -203,9 +205,10 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pre-steps", type=int, default=1500, help="plain I2V training of the tiny backbone")
-    p.add_argument("--stage1-steps", type=int, default=300)
-    p.add_argument("--stage2-steps", type=int, default=300)
-    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--stage1-steps", type=int, default=1000)
+    p.add_argument("--stage2-steps", type=int, default=600)
+    p.add_argument("--eval-every", type=int, default=200, help="stage-2 routing accuracy")
+    p.add_argument("--stage1-eval-every", type=int, default=250, help="stage-1 right-ID fraction")
     p.add_argument("--clips", type=int, default=24, help="training clips (2-3 IDs each)")
     p.add_argument("--eval-clips", type=int, default=8, help="held-out clips (routing accuracy, right-ID)")
     p.add_argument("--pool", type=int, default=64, help="world clips the 2-3-ID ones are picked from")
