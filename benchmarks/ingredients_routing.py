@@ -37,6 +37,7 @@ from vidgen.data.sample import collate
 from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
+from vidgen.methods.ingredients.routing_maps import save_png
 from vidgen.train import build_datamodule
 
 RESULTS = Path(__file__).parent / "results" / "ingredients_routing.json"
@@ -109,12 +110,23 @@ def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000
     return [float(ratios.quantile(0.025)), float(ratios.quantile(0.975))]
 
 
-def right_id(module, dm, batch, indices, seed: int) -> dict:
+def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None) -> dict:
     module.eval()
-    right, total = module.right_id_regions(batch, dm, indices)
+    videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
     module.train()
+    pairs = [shapes_matched_identity(v, dm.dataset.clip(i)) for v, i in zip(videos, indices)]
+    right, total = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
+        truth = torch.stack([dm.dataset.clip(i).video for i in indices])
+        rows = torch.stack([videos, truth], 1).flatten(0, 1)[:, :, ::2]  # [2B, 3, F/2, H, W]
+        grid = rows.permute(0, 3, 2, 4, 1).flatten(2, 3).flatten(0, 1)  # [2B * H, F/2 * W, 3]
+        save_png(frames, ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     frac = float(right.sum() / total.sum()) if total.sum() > 0 else 0.0
     return {"fraction": frac, "ci95": bootstrap(right, total, seed), "regions": len(total)}
+
+
+def frame_file(args, name: str) -> Path | None:
+    return None if args.frames is None else args.frames / f"{name}.png"
 
 
 def references_check(dm, indices, seed: int) -> dict:
@@ -155,7 +167,12 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         args.lr,
         args,
         seed,
-        on_eval=lambda step: s1_curve.append([step, right_id(module, dm, eval_batch, held_out, seed)]),
+        on_eval=lambda step: s1_curve.append(
+            [
+                step,
+                right_id(module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage1_{step}")),
+            ]
+        ),
         every=args.stage1_eval_every,
     )
     stage1 = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
@@ -186,7 +203,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             seed,
             on_eval=lambda step, m=module, c=curve: c.append([step, m.teacher_forced_routing(eval_batch)]),
         )
-        right = right_id(module, dm, eval_batch, held_out, seed)
+        right = right_id(module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage2_{kind}"))
         result["stage2"][kind] = {"routing_accuracy": curve, "right_id": right}
         print(
             f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
@@ -220,8 +237,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3, help="tiny model; the paper's 2e-5 / 3e-5 are for 5B")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
     start = time.time()
+    if args.frames is not None:
+        args.frames.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         seeds = {str(s): run_seed(args, s, Path(tmp) / str(s)) for s in args.seeds}
     result = {

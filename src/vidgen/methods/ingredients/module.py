@@ -264,14 +264,15 @@ class IngredientsModule(DiffusionModule):
         the clip's ground-truth face masks would score a perfect generation at chance."""
         from vidgen.eval.face_metrics import shapes_matched_identity
 
-        videos = datamodule.codec().decode(
-            self.generate_batch(batch, self.hp.eval_steps, int(self.cfg.seed)).cpu().float()
-        )
-        pairs = [
-            shapes_matched_identity(v.clamp(-1, 1), datamodule.dataset.clip(i))
-            for v, i in zip(videos, indices)
-        ]
+        videos = self.generated_clips(batch, datamodule)
+        pairs = [shapes_matched_identity(v, datamodule.dataset.clip(i)) for v, i in zip(videos, indices)]
         return torch.cat([r for r, _ in pairs]), torch.cat([t for _, t in pairs])
+
+    @torch.no_grad()
+    def generated_clips(self, batch: VideoBatch, datamodule) -> Tensor:
+        """The batch's generations (``method.eval_steps``) decoded by the data's codec: [B, 3, F, H, W] in [-1, 1]."""
+        latents = self.generate_batch(batch, self.hp.eval_steps, int(self.cfg.seed))
+        return datamodule.codec().decode(latents.cpu().float()).clamp(-1, 1)
 
     @torch.no_grad()
     def teacher_forced_routing(self, batch: VideoBatch) -> float:
