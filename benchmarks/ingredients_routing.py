@@ -23,6 +23,7 @@ accuracy than none and than its own start (every seed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -34,10 +35,12 @@ import torch
 
 from vidgen.config import load_config
 from vidgen.data.sample import collate
+from vidgen.data.shapes_face_detect import matched_identity
 from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
 from vidgen.methods.ingredients.routing_maps import save_png
+from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID
 from vidgen.train import build_datamodule
 
 RESULTS = Path(__file__).parent / "results" / "ingredients_routing.json"
@@ -110,11 +113,14 @@ def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000
     return [float(ratios.quantile(0.025)), float(ratios.quantile(0.975))]
 
 
-def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None) -> dict:
+def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, refs=None) -> dict:
+    """Right-ID fraction of the batch's generations; ``refs``: the reference IDs per clip (default: its own)."""
     module.eval()
     videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
     module.train()
-    pairs = [shapes_matched_identity(v, dm.dataset.clip(i)) for v, i in zip(videos, indices)]
+    clips = [dm.dataset.clip(i) for i in indices]
+    refs = [c.face_ids for c in clips] if refs is None else refs
+    pairs = [matched_identity(v, c.background, r) for v, c, r in zip(videos, clips, refs)]
     right, total = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
     if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
         truth = torch.stack([dm.dataset.clip(i).video for i in indices])
@@ -123,6 +129,28 @@ def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None) 
         save_png(frames, ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     frac = float(right.sum() / total.sum()) if total.sum() > 0 else 0.0
     return {"fraction": frac, "ci95": bootstrap(right, total, seed), "regions": len(total)}
+
+
+def ablations(module, dm, batch, indices, seed: int) -> dict:
+    """Where the identity comes from: generations without the caption (faces only: "a orange face"
+    names ID 0's skin, so the caption alone could colour a face right), and with the next clip's faces
+    (composite + ID features) under this clip's caption, scored against the faces given."""
+    null = module.null_text_embeds.to(batch.text_embeds.dtype)[None].expand_as(batch.text_embeds)
+    no_caption = dataclasses.replace(
+        batch, text_embeds=null, text_mask=module.null_text_mask[None].expand_as(batch.text_mask)
+    )
+    face_keys = (ID_GLOBAL, ID_LOCAL, ID_VALID)
+    swapped = dataclasses.replace(
+        batch,
+        image_latents=batch.image_latents.roll(-1, 0),
+        extras={**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in face_keys}},
+    )
+    next_refs = [dm.dataset.clip(i).face_ids for i in indices[1:] + indices[:1]]
+    return {
+        "no_caption": right_id(module, dm, no_caption, indices, seed),
+        "next_clip_faces": right_id(module, dm, swapped, indices, seed, refs=next_refs),
+        "next_clip_faces_vs_caption_ids": right_id(module, dm, swapped, indices, seed),
+    }
 
 
 def frame_file(args, name: str) -> Path | None:
@@ -186,6 +214,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             "loss_last": s1_losses[-1],
             "right_id_curve": s1_curve,
             "right_id": s1_curve[-1][1],
+            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
         },
         "stage2": {},
     }
@@ -204,7 +233,11 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             on_eval=lambda step, m=module, c=curve: c.append([step, m.teacher_forced_routing(eval_batch)]),
         )
         right = right_id(module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage2_{kind}"))
-        result["stage2"][kind] = {"routing_accuracy": curve, "right_id": right}
+        result["stage2"][kind] = {
+            "routing_accuracy": curve,
+            "right_id": right,
+            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+        }
         print(
             f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
         )
@@ -237,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3, help="tiny model; the paper's 2e-5 / 3e-5 are for 5B")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--ablations", action="store_true", help="right-ID without caption / with swapped faces")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
     start = time.time()
