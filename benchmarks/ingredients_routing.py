@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ import torch
 
 from vidgen.config import load_config
 from vidgen.data.sample import collate
+from vidgen.data.shapes import COLOURS
 from vidgen.data.shapes_face_detect import matched_identity
 from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
@@ -67,8 +69,31 @@ def build(args, seed: int, run_dir: Path, overrides: list[str], cls=IngredientsM
     dm = build_datamodule(cfg, module.spec)
     dm.transform = cls.sample_transform(cfg, dm)
     dm.setup()
+    if args.plain_captions:
+        plain_face_captions(dm.dataset)
     module.set_null_text(*dm.null_text())
     return module, dm
+
+
+def plain_face_captions(dataset) -> None:
+    """Captions that do not name a face's colour: the world's "a orange face" names ID 0's skin, so the
+    caption alone tells the model which identity to paint; Ingredients' captions do not."""
+    render = dataset.world.render_clip
+    faces = re.compile(rf"\b(?:{'|'.join(COLOURS)}) face\b")
+
+    def strip(text: str) -> str:
+        return faces.sub("face", text)
+
+    def render_plain(index: int):
+        clip = render(index)
+        return dataclasses.replace(
+            clip,
+            caption=strip(clip.caption),
+            prompts=[strip(p) for p in clip.prompts],
+            region_captions=[strip(c) for c in clip.region_captions],
+        )
+
+    dataset.world.render_clip = render_plain
 
 
 def stage(args, seed: int, run_dir: Path, n: int, *extra: str):
@@ -270,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=1e-3, help="tiny model; the paper's 2e-5 / 3e-5 are for 5B")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--plain-captions", action="store_true", help="captions without the faces' colours")
     p.add_argument("--ablations", action="store_true", help="right-ID without caption / with swapped faces")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
