@@ -36,8 +36,8 @@ import torch
 
 from vidgen.config import load_config
 from vidgen.data.sample import collate
-from vidgen.data.shapes import COLOURS
-from vidgen.data.shapes_face_detect import matched_identity
+from vidgen.data.shapes import COLOURS, NUM_IDENTITIES
+from vidgen.data.shapes_face_detect import greedy_match, region_votes
 from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
@@ -46,6 +46,7 @@ from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID
 from vidgen.train import build_datamodule
 
 RESULTS = Path(__file__).parent / "results" / "ingredients_routing.json"
+MIN_PIXELS = 16  # shapes_matched_identity's default
 
 
 def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
@@ -142,18 +143,23 @@ def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000
 def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, refs=None) -> dict:
     """Right-ID fraction of the batch's generations; ``refs``: the reference IDs per clip (default: its own).
 
-    ``other_refs``: the same generations scored against the next clip's references, the chance level
-    of *these* generations (colour washes match some reference more often than crisp wrong faces);
-    ``excess_ci95``: paired interval of the difference."""
+    ``chance``: the same generations scored against their references relabelled by each shift
+    k -> k + s mod 8 (s = 1..7): same number of references, other IDs — what a generation that
+    carries no identity scores (it depends on how many references and colour regions there are);
+    ``excess_ci95``: paired interval of fraction - chance over the face regions."""
     module.eval()
     videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
     module.train()
     clips = [dm.dataset.clip(i) for i in indices]
     refs = [c.face_ids for c in clips] if refs is None else refs
-    pairs = [matched_identity(v, c.background, r) for v, c, r in zip(videos, clips, refs)]
-    other = [matched_identity(v, c.background, r)[0] for v, c, r in zip(videos, clips, refs[1:] + refs[:1])]
-    right, total = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
-    wrong = torch.cat(other)
+    right, wrong, total = [], [], []
+    for video, clip, r in zip(videos, clips, refs):
+        for votes in region_votes(video, clip.background, MIN_PIXELS):
+            right.append(greedy_match(votes, r))
+            shifts = [greedy_match(votes, (r + s) % NUM_IDENTITIES) for s in range(1, NUM_IDENTITIES)]
+            wrong.append(torch.stack(shifts).double().mean(0))
+            total.append(votes.sum(1))
+    right, wrong, total = torch.cat(right), torch.cat(wrong), torch.cat(total)
     if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
         truth = torch.stack([c.video for c in clips])
         rows = torch.stack([videos, truth], 1).flatten(0, 1)[:, :, ::2]  # [2B, 3, F/2, H, W]
@@ -164,8 +170,8 @@ def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, 
         "fraction": int(right.sum()) / n,
         "ci95": bootstrap(right, total, seed),
         "regions": len(total),
-        "other_refs": int(wrong.sum()) / n,
-        "excess_ci95": bootstrap(right - wrong, total, seed),
+        "chance": float(wrong.sum()) / n,
+        "excess_ci95": bootstrap(right.double() - wrong, total, seed),
     }
 
 
