@@ -18,26 +18,14 @@ def test_routing_loss_trains_the_router_and_stage1_faces_carry_their_ids(tmp_pat
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
     # the recorded setting (benchmarks/results/ingredients_routing.json), seed 0
-    bench.main(
-        [
-            "--pre-steps",
-            "1500",
-            "--stage1-steps",
-            "1000",
-            "--stage2-steps",
-            "600",
-            "--seeds",
-            "0",
-            "--out",
-            str(out),
-        ]
-    )
+    steps = ["--pre-steps", "1500", "--stage1-steps", "1000", "--stage2-steps", "600"]
+    bench.main([*steps, "--eval-every", "200", "--seeds", "0", "--plain-captions", "--out", str(out)])
     result = json.loads(out.read_text())
     checks = result["checks"]
     assert checks["ce_routing_rises"]  # Fig. 6: the router becomes more accurate with L_route
     assert checks["ce_beats_none_routing"]  # Table 3's direction at the router
     run = result["seeds"]["0"]
-    # stage 1 alone: generated faces carry their IDs above chance (0.36 vs chance's interval up to 0.27)
-    assert run["stage1"]["right_id"]["fraction"] > run["references"]["chance"]["ci95"][1]
+    # stage 1 alone: generated faces carry their own IDs above the same generations' chance
+    assert run["stage1"]["right_id"]["excess_ci95"][0] > 0
     assert run["references"]["codec_ceiling"]["fraction"] > 0.85
     # ce vs none on the right-ID fraction is recorded, not asserted: not shown at this budget
