@@ -1,6 +1,6 @@
 """Shapes-world effect check for Ingredients: does the routing loss put the right ID in each face?
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--pre-steps 1500] [--stage1-steps 1000] [--stage2-steps 600] [--seeds 0 1]
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/ingredients_routing.py [--pre-steps 1500] [--stage1-steps 1000] [--stage2-steps 600] [--seeds 0 1] [--plain-captions]
 
 Clips: the shapes world at 9 x 64 x 64 with only faces (`data.face_prob=1`), the ones with 2 or 3 IDs.
 0. The "pretrained CogVideoX-5B-I2V": the tiny I2V twin (`--heads` x `--head-dim` wide) trained
@@ -12,10 +12,11 @@ Clips: the shapes world at 9 x 64 x 64 with only faces (`data.face_prob=1`), the
 Routing accuracy (Fig. 6) every `--eval-every` stage-2 steps, teacher-forced at t = 250 / 500 / 750
 (IngredientsModule.teacher_forced_routing). Right-ID fraction every `--stage1-eval-every` stage-1
 steps and after each stage-2 arm: the held-out clips generated from caption + reference faces (DPM,
-`--eval-steps`, CFG 6), faces found in the generation and greedily matched to the references
-(IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face regions; beside it
-the codec ceiling (ground truth through the codec) and chance (ground truth scored against another
-clip's references).
+`--eval-steps`, CFG 6), faces found in the generation and greedily matched to the references (as
+IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face regions and the same
+generations' chance (references relabelled by every ID shift; `right_id`); beside it the codec
+ceiling (ground truth through the codec) and the ground truth against another clip's references.
+`--plain-captions` drops the faces' colour words, which name the IDs (see `plain_face_captions`).
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed).
 """
