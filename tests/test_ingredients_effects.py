@@ -1,4 +1,4 @@
-"""Shapes-world effect of Ingredients' routing loss (benchmarks/ingredients_routing.py): minutes on 2 shared CPU cores."""
+"""Shapes-world effects of Ingredients (benchmarks/ingredients_routing.py): ~3 CPU-minutes."""
 
 from __future__ import annotations
 
@@ -12,28 +12,20 @@ BENCH = Path(__file__).parents[1] / "benchmarks" / "ingredients_routing.py"
 
 
 @pytest.mark.slow
-def test_routing_loss_raises_routing_accuracy_over_training_and_over_no_loss(tmp_path):
+def test_routing_loss_trains_the_router_and_stage1_faces_carry_their_ids(tmp_path):
     spec = importlib.util.spec_from_file_location("ingredients_routing", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    bench.main(
-        [
-            "--stage1-steps",
-            "100",
-            "--stage2-steps",
-            "300",
-            "--eval-every",
-            "100",
-            "--clips",
-            "16",
-            "--eval-clips",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
-    checks = json.loads(out.read_text())["checks"]
+    # the recorded setting (benchmarks/results/ingredients_routing.json), seed 0
+    steps = ["--pre-steps", "1500", "--stage1-steps", "1000", "--stage2-steps", "600"]
+    bench.main([*steps, "--eval-every", "200", "--seeds", "0", "--plain-captions", "--out", str(out)])
+    result = json.loads(out.read_text())
+    checks = result["checks"]
     assert checks["ce_routing_rises"]  # Fig. 6: the router becomes more accurate with L_route
     assert checks["ce_beats_none_routing"]  # Table 3's direction at the router
-    # the right-ID fraction of generated faces is recorded, not asserted (see benchmarks/results)
+    run = result["seeds"]["0"]
+    # stage 1 alone: generated faces carry their own IDs above the same generations' chance
+    assert run["stage1"]["right_id"]["excess_ci95"][0] > 0
+    assert run["references"]["codec_ceiling"]["fraction"] > 0.85
+    # ce vs none on the right-ID fraction is recorded, not asserted: not shown at this budget

@@ -148,3 +148,28 @@ def test_generate_faces_takes_any_number_of_references_up_to_max_ids(setup):
     assert one.shape == two.shape == (1, 16, 3, 8, 8) and not torch.allclose(one, two)
     with pytest.raises(ConfigError, match="5 reference faces, more than method.max_ids=4"):
         sample([0, 1, 2, 3, 4])
+
+
+def test_right_id_fraction_finds_the_faces_wherever_the_generation_puts_them(smoke, monkeypatch):
+    """The generation is told the faces, not where they go: a clip with the right faces elsewhere
+    (mirrored) must score as well as one with them in place (the ground-truth masks gave it ~0)."""
+    cfg = load_config(
+        smoke("logger=none", "data.face_prob=1.0", "data.min_faces=2", exp="ingredients_stage1")
+    )
+    module = IngredientsModule(cfg).eval()
+    dm = build_datamodule(cfg, module.spec)
+    dm.transform = IngredientsModule.sample_transform(cfg, dm)
+    module.set_null_text(*dm.null_text())
+    idx = [i for i in range(8) if len(dm.dataset.clip(i).face_ids) >= 2][:2]
+    batch = collate([dm.dataset[i] for i in idx])
+    codec = dm.codec()
+
+    def score(flip: bool) -> float:
+        videos = torch.stack([dm.dataset.clip(i).video for i in idx])
+        latents = codec.encode(videos.flip(-1) if flip else videos)
+        monkeypatch.setattr(module, "generate_batch", lambda b, steps, seed: latents)
+        return module.right_id_fraction(batch, dm, idx)
+
+    in_place, mirrored = score(False), score(True)
+    assert mirrored > 0.8  # the ground-truth-mask metric gave it 0.22
+    assert in_place > 0.8 and abs(in_place - mirrored) < 0.1

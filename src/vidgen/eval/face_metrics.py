@@ -4,9 +4,12 @@
   face and its reference crop, averaged over the frames the face is visible;
 - `crop_face_regions`: the face boxes cut out of a video and resized (FaceSim's inputs; also
   the inputs of a face-region FID);
-- on the shapes world, `shapes_identity_accuracy`: per face, the fraction of its region's pixels
-  that the exact identity classifier (`data/shapes_identity.py`) assigns to the right identity —
-  "each ID appears in its own region", measured without pretrained models.
+- on the shapes world, `shapes_identity_accuracy`: per face, the fraction of its ground-truth
+  region's pixels that the exact identity classifier (`data/shapes_identity.py`) assigns to the
+  right identity — for clips whose faces are where the ground truth has them (reconstructions);
+- `shapes_matched_identity`: the faces found in a generation itself, greedily matched to the
+  references (`data/shapes_face_detect.py`, Sec. 4.1's matching) — for generations that are
+  not told where the faces are (Ingredients).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidgen.data.shapes import ShapesClip
+from vidgen.data.shapes_face_detect import matched_identity
 from vidgen.data.shapes_identity import identity_fraction
 from vidgen.errors import ConfigError
 
@@ -81,3 +85,14 @@ def shapes_identity_accuracy(video: Tensor, clip: ShapesClip) -> Tensor:
         for k, i in enumerate(clip.face_instances)
     ]
     return torch.stack(out) if out else torch.zeros(0)
+
+
+def shapes_matched_identity(video: Tensor, clip: ShapesClip, min_pixels: int = 16) -> tuple[Tensor, Tensor]:
+    """(right, total) skin pixels per face region detected in `video` [3, F, H, W] (all frames), each
+    region greedily matched to one of `clip`'s reference IDs per frame; no ground-truth positions used."""
+    if video.shape[0] != 3 or video.shape[-2:] != clip.video.shape[-2:]:
+        raise ConfigError(
+            f"shapes matched identity: video {tuple(video.shape)} does not match the world clip "
+            f"{tuple(clip.video.shape)}; decode the sample at the data's height/width"
+        )
+    return matched_identity(video, clip.background, clip.face_ids, min_pixels)
