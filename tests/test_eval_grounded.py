@@ -257,9 +257,13 @@ def test_instancebench_metrics_of_an_instancev_smoke_run_fill_its_report_cells(t
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_face_sim_loads_an_arcface_onnx_folder(world, tmp_path, monkeypatch):
-    """The real path: a folder holding glintr100.onnx (here a tiny exported network) -> OnnxArcFace."""
+def test_face_sim_loads_an_antelopev2_folder(world, tmp_path, monkeypatch):
+    """The real path: one folder holding glintr100.onnx (a tiny exported network) and scrfd_10g_bnkps.onnx (a
+    planted SCRFD: one face with landmarks at (32, 16) of each 64 x 64 frame) -> OnnxArcFace + ScrfdDetector."""
     pytest.importorskip("onnx")
+    from test_face_references import _PlantedScrfd
+    from vidgen.eval.face_metrics import detected_face_sim
+    from vidgen.faces.detect import ScrfdDetector
     from vidgen.faces.recognition import TinyRecognition
 
     torch.manual_seed(0)
@@ -268,16 +272,16 @@ def test_face_sim_loads_an_arcface_onnx_folder(world, tmp_path, monkeypatch):
     folder.mkdir()
     torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(folder / "glintr100.onnx"), dynamo=False,
                       input_names=["input.1"], dynamic_axes={"input.1": {0: "batch"}})  # fmt: skip
-    from vidgen.faces.detect import ShapesFaceDetector
-
-    monkeypatch.setattr(grounded_metrics, "detector_model", lambda path: ShapesFaceDetector())
+    lmk = [-1.0, -1.0, 1.0, -1.0, 0.0, 0.0, -1.0, 1.0, 1.0, 1.0]
+    planted = [(16, (10 * 40 + 20) * 2, 0.9, [4.0, 4.0, 4.0, 4.0], lmk)]  # centre (320, 160) of 640
+    torch.onnx.export(_PlantedScrfd(planted), (torch.zeros(1, 3, 640, 640),), str(folder / "scrfd_10g_bnkps.onnx"),
+                      dynamo=False, input_names=["input.1"])  # fmt: skip
     videos, opts = (
         _rendered(world, 2),
         {"face_sim.recognition": str(folder), "face_sim.detector": str(folder)},
     )
     got = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
-    monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: net)
-    want = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
-    assert got == pytest.approx(want, abs=1e-3) and got != pytest.approx(
-        1.0, abs=1e-4
-    )  # ONNX vs torch resize
+    det = ScrfdDetector(folder)
+    assert len(det.detect(videos[0][0][:, 0])) == 1
+    want = sum(detected_face_sim(net, det, v, world.clip(i).face_crops) for v, _, i in videos) / 2
+    assert got == pytest.approx(want, abs=1e-3) and -1.0 <= got < 1.0  # ONNX vs torch resize
