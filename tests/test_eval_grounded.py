@@ -112,6 +112,12 @@ def test_face_sim_finds_the_right_faces_wherever_they_are_drawn(world, monkeypat
     refs = _World(world, [3, 4])
     clip = refs.clip(0)
     assert _score(refs, [_painted(clip, RIGHT)], opts) == pytest.approx(1.0, abs=1e-6)
+    # a plain square in another identity's skin colour (an "orange square" instance) is no face
+    from vidgen.data.shapes import COLOURS, IDENTITIES
+
+    square = _painted(clip, RIGHT)
+    square[:, :, 2:12, 50:60] = (torch.tensor(COLOURS[IDENTITIES[0].skin]) * 2 - 1).view(3, 1, 1, 1)
+    assert _score(refs, [square], opts) == pytest.approx(1.0, abs=1e-6)
     # identities not among the references (a swapped-identity generation) score lower
     wrong = [(0, 36, 30, 22), (1, 8, 34, 24)]
     assert _score(refs, [_painted(clip, wrong)], opts) == pytest.approx(0.0, abs=1e-3)

@@ -91,15 +91,18 @@ def shapes_identity_accuracy(video: Tensor, clip: ShapesClip) -> Tensor:
     return torch.stack(out) if out else torch.zeros(0)
 
 
-def shapes_matched_identity(video: Tensor, clip: ShapesClip, min_pixels: int = 16) -> tuple[Tensor, Tensor]:
+def shapes_matched_identity(
+    video: Tensor, clip: ShapesClip, min_pixels: int = 16, need_features: bool = False
+) -> tuple[Tensor, Tensor]:
     """(right, total) skin pixels per face region detected in `video` [3, F, H, W] (all frames), each
-    region greedily matched to one of `clip`'s reference IDs per frame; no ground-truth positions used."""
+    region greedily matched to one of `clip`'s reference IDs per frame; no ground-truth positions used.
+    need_features: only regions touching eye / mouth pixels are faces (`shapes_face_detect.region_votes`)."""
     if video.shape[0] != 3 or video.shape[-2:] != clip.video.shape[-2:]:
         raise ConfigError(
             f"shapes matched identity: video {tuple(video.shape)} does not match the world clip "
             f"{tuple(clip.video.shape)}; decode the sample at the data's height/width"
         )
-    return matched_identity(video, clip.background, clip.face_ids, min_pixels)
+    return matched_identity(video, clip.background, clip.face_ids, min_pixels, need_features)
 
 
 def greedy_cosine_match(sim: Tensor) -> Tensor:

@@ -16,7 +16,8 @@
   mean). ``face_metrics.detected_face_sim``. Differs: ArcFace (glintr100) stands in for the paper's FaceNet,
   which is not installable next to this torch. Without the folders, on the shapes world: per clip the share
   of detected face pixels carrying the identity of the reference their region is greedily matched to
-  (``face_metrics.shapes_matched_identity``: right / total pixels, 0 with no face), mean over clips.
+  (``face_metrics.shapes_matched_identity`` with ``need_features``: a face is a skin-coloured region touching
+  eye / mouth pixels, so a plain orange square is none; right / total pixels, 0 with no face), mean over clips.
 - instance_clip / instance_iou (InstanceV Sec. 5.2, 9.1, Tables 2-3): InstanceBench's crop CLIP score of each
   ground-truth box vs its instance prompt and the layout IoU, plain and area-weighted
   (``instance_metrics.shapes_clip_metrics`` / ``shapes_layout_metrics``).
@@ -96,7 +97,7 @@ def _matched_fraction(video: Tensor, clip) -> float:
 
     if clip.face_ids.numel() == 0:
         return float("nan")
-    right, total = shapes_matched_identity(video, clip)
+    right, total = shapes_matched_identity(video, clip, need_features=True)
     return float(right.sum() / total.sum()) if int(total.sum()) > 0 else 0.0
 
 
