@@ -32,34 +32,147 @@ def _rendered(dataset, n=3):
     return [(dataset.clip(i).video, dataset.clip(i).caption, i) for i in range(n)]
 
 
-class _Constant(nn.Module):
+class _SkinHistogram(nn.Module):
+    """Known-value recognition: per crop, the pixel count of each identity's skin colour (one-hot per face),
+    so a face's crop and its own reference have cosine exactly 1 and another identity's 0."""
+
     def forward(self, crops):
-        return torch.ones(crops.shape[0], 4)
+        from vidgen.data.shapes import COLOURS, IDENTITIES
+
+        skins = torch.tensor([COLOURS[i.skin] for i in IDENTITIES]) * 2 - 1  # [8, 3]
+        near = (crops[:, None] - skins.view(1, -1, 3, 1, 1)).abs().amax(2) <= 2.5 / 255  # [N, 8, S, S]
+        return near.flatten(2).sum(-1).float() + 1e-6  # no crop embeds to the zero vector
 
 
-def test_face_sim_on_rendered_clips_is_exactly_one(world, monkeypatch, tmp_path):
-    videos = _rendered(world)
-    # shapes world, no weights: the exact identity classifier's right-ID fraction
-    assert suite_metrics.compute(["face_sim"], videos, {}, dataset=world) == {"faces/face_sim": 1.0}
-    swapped = [(torch.flip(v, dims=[-1]), p, i) for v, p, i in videos]  # faces moved off their regions
-    assert suite_metrics.compute(["face_sim"], swapped, {}, dataset=world)["faces/face_sim"] < 0.9
-    # with a recognition network: the cosine of its embeddings (a constant network: exactly 1)
-    monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: _Constant())
-    (tmp_path / "antelopev2").mkdir()
-    opts = {"face_sim.recognition": str(tmp_path / "antelopev2")}
-    assert suite_metrics.compute(["face_sim"], videos, opts, dataset=world)[
+def _painted(clip, faces_per_frame):
+    """A video of `clip`'s size on its background with identity discs (id, x, y, side) drawn per frame:
+    the generation's own layout, unrelated to the clip's ground-truth boxes."""
+    from vidgen.data.shapes import BACKGROUNDS, face_crop
+
+    _, f, h, w = clip.video.shape
+    video = (torch.tensor(BACKGROUNDS[clip.background]) * 2 - 1).view(3, 1, 1, 1).expand(3, f, h, w).clone()
+    for t in range(f):
+        for ident, x, y, side in faces_per_frame:
+            disc = face_crop(ident, side)
+            inside = (disc != 0).any(0)
+            patch = video[:, t, y : y + side, x : x + side]
+            patch[:, inside] = disc[:, inside]
+    return video
+
+
+class _World:
+    """A dataset whose clip(i) is one constructed clip: references `ids`, ground truth boxes at the top left."""
+
+    def __init__(self, world, ids):
+        from dataclasses import replace
+
+        from vidgen.data.shapes import face_crop
+
+        base = world.clip(0)
+        s = base.face_crops.shape[-1]
+        boxes = torch.zeros(len(ids), base.video.shape[1], 4)
+        boxes[..., 2:] = 0.2  # ground truth: top-left corner, where no test draws a face
+        masks = torch.zeros(len(ids), *base.video.shape[1:], dtype=torch.bool)
+        masks[:, :, :4, :4] = True
+        crops = torch.stack([face_crop(i, s) for i in ids]) if ids else torch.zeros(0, 3, s, s)
+        self._clip = replace(base, face_ids=torch.tensor(ids, dtype=torch.long), face_crops=crops,
+                             face_boxes=boxes, face_masks=masks)  # fmt: skip
+
+    def clip(self, i):
+        return self._clip
+
+
+def _arcface_opts(monkeypatch, tmp_path, reduce=None):
+    from vidgen.faces.detect import ShapesFaceDetector
+
+    monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: _SkinHistogram())
+    monkeypatch.setattr(grounded_metrics, "detector_model", lambda path: ShapesFaceDetector())
+    (tmp_path / "antelopev2").mkdir(exist_ok=True)
+    opts = {
+        "face_sim.recognition": str(tmp_path / "antelopev2"),
+        "face_sim.detector": str(tmp_path / "antelopev2"),
+    }
+    return opts | ({"face_sim.reduce": reduce} if reduce else {})
+
+
+def _score(world, videos, opts):
+    return suite_metrics.compute(["face_sim"], [(v, "", 0) for v in videos], opts, dataset=world)[
         "faces/face_sim"
-    ] == pytest.approx(1.0)
+    ]
+
+
+# the reference IDs 3 and 4, away from the ground-truth corner (3 and 4: the IDs whose hair is nearest no
+# skin colour, so the shapes world's pixel vote of a right face is exactly 1)
+RIGHT = [(3, 36, 30, 22), (4, 8, 34, 24)]
+
+
+@pytest.mark.parametrize("path", ["arcface", "shapes"])
+def test_face_sim_finds_the_right_faces_wherever_they_are_drawn(world, monkeypatch, tmp_path, path):
+    opts = _arcface_opts(monkeypatch, tmp_path) if path == "arcface" else {}
+    refs = _World(world, [3, 4])
+    clip = refs.clip(0)
+    assert _score(refs, [_painted(clip, RIGHT)], opts) == pytest.approx(1.0, abs=1e-6)
+    # a plain square in another identity's skin colour (an "orange square" instance) is no face
+    from vidgen.data.shapes import COLOURS, IDENTITIES
+
+    square = _painted(clip, RIGHT)
+    square[:, :, 2:12, 50:60] = (torch.tensor(COLOURS[IDENTITIES[0].skin]) * 2 - 1).view(3, 1, 1, 1)
+    assert _score(refs, [square], opts) == pytest.approx(1.0, abs=1e-6)
+    # identities not among the references (a swapped-identity generation) score lower
+    wrong = [(0, 36, 30, 22), (1, 8, 34, 24)]
+    assert _score(refs, [_painted(clip, wrong)], opts) == pytest.approx(0.0, abs=1e-3)
+    # a clip with no detected face scores 0; clips are averaged
+    empty = _painted(clip, [])
+    assert _score(refs, [empty], opts) == 0.0
+    both = suite_metrics.compute(
+        ["face_sim"], [(_painted(clip, RIGHT), "", 0), (empty, "", 0)], opts, dataset=refs
+    )
+    assert both["faces/face_sim"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_face_sim_reduce_is_the_minimum_over_matches_unless_mean(world, monkeypatch, tmp_path):
+    refs = _World(world, [3, 4])
+    half = _painted(refs.clip(0), [(3, 36, 30, 22), (1, 8, 34, 24)])  # one right face (1), one wrong (0)
+    assert _score(refs, [half], _arcface_opts(monkeypatch, tmp_path)) == pytest.approx(0.0, abs=1e-3)
+    assert _score(refs, [half], _arcface_opts(monkeypatch, tmp_path, "min")) == pytest.approx(0.0, abs=1e-3)
+    assert _score(refs, [half], _arcface_opts(monkeypatch, tmp_path, "mean")) == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(ConfigError, match=r"eval\.face_sim\.reduce='max' must be one of min, mean"):
+        _score(refs, [half], _arcface_opts(monkeypatch, tmp_path, "max"))
+
+
+def test_greedy_cosine_match_takes_the_highest_pair_first():
+    from vidgen.eval.face_metrics import greedy_cosine_match
+
+    sim = torch.tensor([[0.9, 0.8], [0.85, 0.1], [0.2, 0.3]])  # faces x references
+    # (0, 0) = 0.9 first; then face 0 and reference 0 are used: best left is (2, 1) = 0.3
+    assert greedy_cosine_match(sim).tolist() == pytest.approx([0.9, 0.3])
+    assert greedy_cosine_match(torch.zeros(0, 2)).numel() == 0
+
+
+def test_face_sim_with_a_tiny_recognition_net_is_a_cosine(world, monkeypatch, tmp_path):
     from vidgen.faces.recognition import TinyRecognition
 
+    opts = _arcface_opts(monkeypatch, tmp_path)
     torch.manual_seed(0)
     tiny = TinyRecognition()
     monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: tiny)
+    videos = _rendered(world)
     got = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
     assert -1.0 <= got <= 1.0 and got != pytest.approx(1.0)
 
 
-def test_missing_weights_name_the_key_and_the_folder(world):
+def test_missing_weights_name_the_key_and_the_folder(world, tmp_path):
+    (tmp_path / "arcface").mkdir()
+    with pytest.raises(ConfigError, match=r"FaceSim needs local weights: eval\.face_sim\.detector is not set; "
+                                          r"put insightface's antelopev2 folder \(scrfd_10g_bnkps\.onnx"):  # fmt: skip
+        suite_metrics.check(["face_sim"], {"face_sim.recognition": str(tmp_path / "arcface")})
+    with pytest.raises(ConfigError, match=r"eval\.face_sim\.detector='/no/scrfd' does not exist"):
+        suite_metrics.check(["face_sim"], {"face_sim.recognition": str(tmp_path / "arcface"),
+                                           "face_sim.detector": "/no/scrfd"})  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"eval\.face_sim\.detector is used with eval\.face_sim\.recognition"
+    ):
+        suite_metrics.check(["face_sim"], {"face_sim.detector": str(tmp_path / "arcface")})
     with pytest.raises(ConfigError, match=r"FaceSim needs local weights: eval\.face_sim\.recognition='/no/arcface' "
                                           r"does not exist; put insightface's antelopev2 folder \(glintr100\.onnx"):  # fmt: skip
         suite_metrics.check(["face_sim"], {"face_sim.recognition": "/no/arcface"})
@@ -150,9 +263,13 @@ def test_instancebench_metrics_of_an_instancev_smoke_run_fill_its_report_cells(t
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_face_sim_loads_an_arcface_onnx_folder(world, tmp_path, monkeypatch):
-    """The real path: a folder holding glintr100.onnx (here a tiny exported network) -> OnnxArcFace."""
+def test_face_sim_loads_an_antelopev2_folder(world, tmp_path, monkeypatch):
+    """The real path: one folder holding glintr100.onnx (a tiny exported network) and scrfd_10g_bnkps.onnx (a
+    planted SCRFD: one face with landmarks at (32, 16) of each 64 x 64 frame) -> OnnxArcFace + ScrfdDetector."""
     pytest.importorskip("onnx")
+    from test_face_references import _PlantedScrfd
+    from vidgen.eval.face_metrics import detected_face_sim
+    from vidgen.faces.detect import ScrfdDetector
     from vidgen.faces.recognition import TinyRecognition
 
     torch.manual_seed(0)
@@ -161,8 +278,16 @@ def test_face_sim_loads_an_arcface_onnx_folder(world, tmp_path, monkeypatch):
     folder.mkdir()
     torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(folder / "glintr100.onnx"), dynamo=False,
                       input_names=["input.1"], dynamic_axes={"input.1": {0: "batch"}})  # fmt: skip
-    videos, opts = _rendered(world, 2), {"face_sim.recognition": str(folder)}
+    lmk = [-1.0, -1.0, 1.0, -1.0, 0.0, 0.0, -1.0, 1.0, 1.0, 1.0]
+    planted = [(16, (10 * 40 + 20) * 2, 0.9, [4.0, 4.0, 4.0, 4.0], lmk)]  # centre (320, 160) of 640
+    torch.onnx.export(_PlantedScrfd(planted), (torch.zeros(1, 3, 640, 640),), str(folder / "scrfd_10g_bnkps.onnx"),
+                      dynamo=False, input_names=["input.1"])  # fmt: skip
+    videos, opts = (
+        _rendered(world, 2),
+        {"face_sim.recognition": str(folder), "face_sim.detector": str(folder)},
+    )
     got = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
-    monkeypatch.setattr(grounded_metrics, "recognition_model", lambda path: net)
-    want = suite_metrics.compute(["face_sim"], videos, opts, dataset=world)["faces/face_sim"]
-    assert got == pytest.approx(want, abs=1e-3) and got != pytest.approx(1.0, abs=1e-4)  # ONNX vs torch resize
+    det = ScrfdDetector(folder)
+    assert len(det.detect(videos[0][0][:, 0])) == 1
+    want = sum(detected_face_sim(net, det, v, world.clip(i).face_crops) for v, _, i in videos) / 2
+    assert got == pytest.approx(want, abs=1e-3) and -1.0 <= got < 1.0  # ONNX vs torch resize

@@ -5,7 +5,8 @@ folder is ``run.dir``), and `vidgen eval import RUN_DIR BENCHMARK FILE... [suite
 ``eval.*`` keys are options of this command, not of the run's config: prompts, samples, limit,
 metrics (comma-separated: layout_iou, clip_score, temporal, fid, fvd, face_sim, instance_clip,
 instance_iou), clip, fid.inception, fvd.i3d, real, stage (all | generate), dimensions (suite=vbench /
-vbench-i2v), keys (metric:key pairs), face_sim.recognition, instance_clip.<name>, vbench_i2v.images,
+vbench-i2v), keys (metric:key pairs), face_sim.recognition, face_sim.detector,
+face_sim.reduce (min | mean), instance_clip.<name>, vbench_i2v.images,
 vbench_i2v.ratio. Suites: shapes, prompts, vbench, vbench-i2v, t2v-compbench, geneval. See docs/evaluation.md.
 """
 

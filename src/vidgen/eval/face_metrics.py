@@ -1,7 +1,11 @@
 """Identity metrics shared by the identity-preserving methods (Ingredients Sec. 4.1, Tables 1-3).
 
-- FaceSim: cosine similarity of face-recognition embeddings (ArcFace) between each generated
-  face and its reference crop, averaged over the frames the face is visible;
+- FaceSim as the paper computes it (`detected_face_sim`): faces detected in each generated frame,
+  aligned, embedded (ArcFace) and greedily matched to the reference crops by cosine; the minimum
+  cosine over all matches (`greedy_cosine_match`);
+- `face_sim`: the cosine of each generated face cropped at the clip's ground-truth boxes and its
+  reference crop, averaged over the frames the face is visible — for reconstructions only (a
+  generation that puts a right face elsewhere scores badly);
 - `crop_face_regions`: the face boxes cut out of a video and resized (FaceSim's inputs; also
   the inputs of a face-region FID);
 - on the shapes world, `shapes_identity_accuracy`: per face, the fraction of its ground-truth
@@ -87,12 +91,64 @@ def shapes_identity_accuracy(video: Tensor, clip: ShapesClip) -> Tensor:
     return torch.stack(out) if out else torch.zeros(0)
 
 
-def shapes_matched_identity(video: Tensor, clip: ShapesClip, min_pixels: int = 16) -> tuple[Tensor, Tensor]:
+def shapes_matched_identity(
+    video: Tensor, clip: ShapesClip, min_pixels: int = 16, need_features: bool = False
+) -> tuple[Tensor, Tensor]:
     """(right, total) skin pixels per face region detected in `video` [3, F, H, W] (all frames), each
-    region greedily matched to one of `clip`'s reference IDs per frame; no ground-truth positions used."""
+    region greedily matched to one of `clip`'s reference IDs per frame; no ground-truth positions used.
+    need_features: only regions touching eye / mouth pixels are faces (`shapes_face_detect.region_votes`)."""
     if video.shape[0] != 3 or video.shape[-2:] != clip.video.shape[-2:]:
         raise ConfigError(
             f"shapes matched identity: video {tuple(video.shape)} does not match the world clip "
             f"{tuple(clip.video.shape)}; decode the sample at the data's height/width"
         )
-    return matched_identity(video, clip.background, clip.face_ids, min_pixels)
+    return matched_identity(video, clip.background, clip.face_ids, min_pixels, need_features)
+
+
+def greedy_cosine_match(sim: Tensor) -> Tensor:
+    """Greedy matching of detected faces to references (Ingredients Sec. 4.1): sim [D, K] cosines ->
+    the matched pairs' cosines [min(D, K)], highest first; each face and each reference used at most once."""
+    sim = sim.float().clone()
+    out = []
+    for _ in range(min(sim.shape)):
+        best = int(sim.argmax())
+        d, k = divmod(best, sim.shape[1])
+        out.append(sim[d, k].clone())
+        sim[d, :] = -float("inf")
+        sim[:, k] = -float("inf")
+    return torch.stack(out) if out else sim.new_zeros(0)
+
+
+@torch.no_grad()
+def detected_face_sim(
+    recognition: nn.Module, detector, video: Tensor, references: Tensor, reduce: str = "min"
+) -> float:
+    """FaceSim of one generated clip as Ingredients Sec. 4.1 prints it, no ground-truth positions used.
+
+    Per frame of video [3, F, H, W] in [-1, 1]: `detector.detect` finds the faces, each is aligned as
+    `vidgen precompute` aligns reference crops (`faces.align.align_face` at the references' size),
+    embedded by `recognition` and greedily matched to the references [K, 3, S, S] by cosine
+    (`greedy_cosine_match`). The clip's score is the minimum (`reduce="min"`, as printed: "the minimum
+    similarity score across all matches") or the mean (`reduce="mean"`, a knob) of all its frames'
+    matches. A clip in which no face is detected scores 0 (the paper is silent: a generation that draws
+    no face has not preserved any identity). No reference faces: NaN (nothing to compare; left out).
+    """
+    from vidgen.faces.align import align_face
+
+    if references.shape[0] == 0:
+        return float("nan")
+    size = references.shape[-1]
+    crops, frame_of = [], []
+    for t in range(video.shape[1]):
+        frame = video[:, t].float()
+        for det in detector.detect(frame):
+            crops.append(align_face(frame, det, size))
+            frame_of.append(t)
+    if not crops:
+        return 0.0
+    refs = recognition(references.float()).float()  # [K, D]
+    gen = recognition(torch.stack(crops)).float()  # [N, D]
+    cos = F.cosine_similarity(gen[:, None], refs[None], dim=-1)  # [N, K]
+    frame_of = torch.tensor(frame_of)
+    matches = torch.cat([greedy_cosine_match(cos[frame_of == t]) for t in frame_of.unique()])
+    return float(matches.min() if reduce == "min" else matches.mean())

@@ -2,15 +2,22 @@
 
 | name          | keys                                              | needs                                          |
 |---------------|---------------------------------------------------|------------------------------------------------|
-| face_sim      | faces/face_sim                                    | eval.face_sim.recognition (ArcFace folder), or none on the shapes world |
+| face_sim      | faces/face_sim                                    | eval.face_sim.recognition + .detector (antelopev2), or none on the shapes world |
 | instance_clip | eval/instancebench/<name>, eval/instancebench/<name>_aw | eval.instance_clip.<name>=DIR (CLIP folders, e.g. clip_b, clip_l) |
 | instance_iou  | eval/layout_iou, eval/layout_iou_aw               | the shapes world's exact detector (no weights) |
 
 - face_sim (Ingredients Sec. 4.1, Tables 1-3 "Face Sim."): with ``eval.face_sim.recognition`` (insightface's
-  antelopev2 folder, ``glintr100.onnx``), the cosine of ArcFace embeddings between each generated face,
-  cropped at the clip's ground-truth boxes, and the clip's reference crop, mean over visible frames, then over
-  faces (``face_metrics.face_sim``). Without it, on the shapes world: the exact identity classifier's right-ID
-  fraction (``face_metrics.shapes_identity_accuracy``), the stand-in that needs no pretrained model.
+  antelopev2 folder, ``glintr100.onnx``) and ``eval.face_sim.detector`` (a folder with SCRFD, e.g. the same
+  antelopev2 folder): per generated frame the faces are detected (no ground-truth positions: the generation is
+  not told where faces go), aligned as precompute aligns, embedded, and greedily matched to the clip's reference
+  crops by cosine; the clip scores the minimum cosine over all its matches (``eval.face_sim.reduce=min``, as
+  printed; ``mean`` is a knob), 0 when no face is detected in it (the paper is silent), and
+  ``faces/face_sim`` is the mean over clips (the paper does not say how clips are aggregated; we take the
+  mean). ``face_metrics.detected_face_sim``. Differs: ArcFace (glintr100) stands in for the paper's FaceNet,
+  which is not installable next to this torch. Without the folders, on the shapes world: per clip the share
+  of detected face pixels carrying the identity of the reference their region is greedily matched to
+  (``face_metrics.shapes_matched_identity`` with ``need_features``: a face is a skin-coloured region touching
+  eye / mouth pixels, so a plain orange square is none; right / total pixels, 0 with no face), mean over clips.
 - instance_clip / instance_iou (InstanceV Sec. 5.2, 9.1, Tables 2-3): InstanceBench's crop CLIP score of each
   ground-truth box vs its instance prompt and the layout IoU, plain and area-weighted
   (``instance_metrics.shapes_clip_metrics`` / ``shapes_layout_metrics``).
@@ -27,6 +34,8 @@ from vidgen.eval.weights import require_path
 NAMES = ("face_sim", "instance_clip", "instance_iou")
 FACE_KEY = "faces/face_sim"
 ARCFACE_WHAT = "insightface's antelopev2 folder (glintr100.onnx, the ArcFace of Ingredients Sec. 3.1)"
+SCRFD_WHAT = "insightface's antelopev2 folder (scrfd_10g_bnkps.onnx, the SCRFD face detector)"
+REDUCES = ("min", "mean")
 CLIP_WHAT = "a transformers CLIP folder (InstanceBench: clip_b = ViT-B/32, clip_l = ViT-L/14)"
 
 
@@ -37,8 +46,11 @@ def clip_folders(opts: dict) -> dict[str, str]:
 
 def check(names: list[str], opts: dict) -> None:
     """Before generation: the weight folders these metrics need exist."""
-    if "face_sim" in names and opts.get("face_sim.recognition"):
-        require_path("FaceSim", "eval.face_sim.recognition", opts["face_sim.recognition"], ARCFACE_WHAT)
+    if "face_sim" in names:
+        _face_options(opts)
+        if opts.get("face_sim.recognition"):
+            require_path("FaceSim", "eval.face_sim.recognition", opts["face_sim.recognition"], ARCFACE_WHAT)
+            require_path("FaceSim", "eval.face_sim.detector", opts.get("face_sim.detector"), SCRFD_WHAT)
     if "instance_clip" in names:
         folders = clip_folders(opts)
         if not folders:
@@ -53,6 +65,18 @@ def _needs_world(name: str, dataset) -> None:
         raise ConfigError(f"metric {name} compares each video with its clip's ground truth: use suite=shapes")
 
 
+def _face_options(opts: dict) -> str:
+    """The within-clip statistic (``eval.face_sim.reduce``); the detector only goes with a recognition net."""
+    reduce = opts.get("face_sim.reduce") or "min"
+    if reduce not in REDUCES:
+        raise ConfigError(f"eval.face_sim.reduce={reduce!r} must be one of {', '.join(REDUCES)} "
+                          "(min: the paper's minimum over all matches)")  # fmt: skip
+    if opts.get("face_sim.detector") and not opts.get("face_sim.recognition"):
+        raise ConfigError("eval.face_sim.detector is used with eval.face_sim.recognition: pass both "
+                          f"({ARCFACE_WHAT}), or neither on the shapes world")  # fmt: skip
+    return reduce
+
+
 def recognition_model(path: str):
     """The ArcFace network of a local antelopev2 folder (onnxruntime; ``vidgen.faces.recognition``)."""
     from vidgen.faces.recognition import OnnxArcFace
@@ -60,25 +84,42 @@ def recognition_model(path: str):
     return OnnxArcFace(require_path("FaceSim", "eval.face_sim.recognition", path, ARCFACE_WHAT))
 
 
+def detector_model(path: str | None):
+    """The SCRFD face detector of a local antelopev2 folder (onnxruntime; ``vidgen.faces.detect``)."""
+    from vidgen.faces.detect import ScrfdDetector
+
+    return ScrfdDetector(require_path("FaceSim", "eval.face_sim.detector", path, SCRFD_WHAT))
+
+
+def _matched_fraction(video: Tensor, clip) -> float:
+    """Shapes world: right / total skin pixels of the faces detected in `video` (0 with none); NaN without refs."""
+    from vidgen.eval.face_metrics import shapes_matched_identity
+
+    if clip.face_ids.numel() == 0:
+        return float("nan")
+    right, total = shapes_matched_identity(video, clip, need_features=True)
+    return float(right.sum() / total.sum()) if int(total.sum()) > 0 else 0.0
+
+
 def face_sim(videos: list[Tensor], indices: list[int], dataset, opts: dict) -> dict[str, float]:
-    """``faces/face_sim`` over every face of every clip (NaN faces, never visible, are left out)."""
-    from vidgen.eval.face_metrics import face_sim as cosine_per_face
-    from vidgen.eval.face_metrics import shapes_identity_accuracy
+    """``faces/face_sim``: the mean over clips of each clip's score (clips without reference faces left out)."""
+    from vidgen.eval.face_metrics import detected_face_sim
 
     _needs_world("face_sim", dataset)
+    reduce = _face_options(opts)
     path = opts.get("face_sim.recognition")
     model = recognition_model(path) if path else None
+    detector = detector_model(opts.get("face_sim.detector")) if path else None
     scores = []
     for video, i in zip(videos, indices):
         clip = dataset.clip(i)
         if model is None:
-            scores.append(shapes_identity_accuracy(video, clip))
+            scores.append(_matched_fraction(video, clip))
         else:
-            visible = clip.face_masks.flatten(2).any(-1)  # [K, F]
-            scores.append(cosine_per_face(model, video, clip.face_boxes, visible, clip.face_crops))
-    values = torch.cat(scores) if scores else torch.zeros(0)
+            scores.append(detected_face_sim(model, detector, video, clip.face_crops, reduce))
+    values = torch.tensor(scores, dtype=torch.float64)
     if not bool((~values.isnan()).any()):
-        raise ConfigError("face_sim: no face is visible in the evaluated clips; raise eval.limit")
+        raise ConfigError("face_sim: no evaluated clip has a reference face; raise eval.limit")
     return {FACE_KEY: float(values.nanmean())}
 
 

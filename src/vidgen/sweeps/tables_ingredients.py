@@ -5,13 +5,14 @@ from __future__ import annotations
 from vidgen.sweeps.tables import Metric, TableSpec
 
 _FACE_HOW = (
-    "vidgen eval RUN eval.metrics=face_sim eval.face_sim.recognition=ANTELOPEV2_DIR (cosine of ArcFace embeddings "
-    "of each generated face and its reference; on the shapes world without the folder: the right-ID fraction), "
+    "vidgen eval RUN eval.metrics=face_sim eval.face_sim.recognition=ANTELOPEV2_DIR eval.face_sim.detector=ANTELOPEV2_DIR "
+    "(detected faces greedily matched to the references by ArcFace cosine, minimum over matches; on the shapes "
+    "world without the folders: the matched right-ID pixel share), "
     "or write <run.dir>/external/faces.json (docs/evaluation.md)"
 )
 _SHAPES_FACES = (
-    "On the shapes world Face Sim. is the exact identity classifier's right-ID fraction (vidgen eval "
-    "eval.metrics=face_sim without eval.face_sim.recognition), not an ArcFace cosine."
+    "On the shapes world Face Sim. is the share of detected face pixels carrying their greedily matched "
+    "reference's identity (vidgen eval eval.metrics=face_sim without eval.face_sim.recognition), not an ArcFace cosine."
 )
 _GENERAL_HOW = (
     "CLIP-T (CLIP ViT-B/32) and face-region FID of the run's samples; write <run.dir>/external/general.json"
