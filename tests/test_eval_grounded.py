@@ -291,3 +291,37 @@ def test_face_sim_loads_an_antelopev2_folder(world, tmp_path, monkeypatch):
     assert len(det.detect(videos[0][0][:, 0])) == 1
     want = sum(detected_face_sim(net, det, v, world.clip(i).face_crops) for v, _, i in videos) / 2
     assert got == pytest.approx(want, abs=1e-3) and -1.0 <= got < 1.0  # ONNX vs torch resize
+
+
+def test_face_fid_compares_detected_faces_with_the_real_faces_wherever_drawn(world, tmp_path):
+    """Generated side: faces the detector finds (no ground-truth positions); real side: the clip's own
+    visible face regions. The right faces drawn elsewhere score as if in place; other identities worse."""
+    from dataclasses import replace
+
+    from test_eval_metrics import _InceptionStandIn, _script
+    from vidgen.faces.detect import ShapesFaceDetector
+
+    base = world.clip(0)
+    real_video = _painted(base, [(3, 4, 4, 22), (4, 36, 36, 24)])
+    _, f, h, w = real_video.shape
+    found = ShapesFaceDetector().detect(real_video[:, 0])
+    boxes = torch.stack([d.box / torch.tensor([w, h, w, h]) for d in found])  # [K, 4], the same every frame
+    masks = torch.ones(len(found), f, h, w, dtype=torch.bool)
+    real = replace(base, video=real_video, face_boxes=boxes[:, None].expand(-1, f, -1), face_masks=masks)
+
+    class One:
+        def clip(self, i):
+            return real
+
+    opts = {"fid.inception": _script(_InceptionStandIn(), tmp_path / "inception.pt")}
+
+    def fid(video):
+        return suite_metrics.compute(["face_fid"], [(video, "", 0)], opts, dataset=One())["eval/face_fid"]
+
+    moved = fid(_painted(base, [(3, 36, 30, 22), (4, 8, 34, 24)]))
+    assert moved == pytest.approx(0.0, abs=1e-3)  # same faces, other places: the detector finds them
+    assert fid(_painted(base, [(0, 36, 30, 22), (1, 8, 34, 24)])) > 0.01  # other identities
+    with pytest.raises(ConfigError, match="face_fid: .* real and 0 generated face regions"):
+        fid(_painted(base, []))
+    with pytest.raises(ConfigError, match=r"face FID needs local weights: eval.fid.inception"):
+        suite_metrics.compute(["face_fid"], [(real_video, "", 0)], {}, dataset=One())

@@ -7,7 +7,7 @@
 | temporal       | eval/temporal     | eval.clip                                                    |
 | fid            | eval/fid          | eval.fid.inception (TorchScript) + real videos               |
 | fvd            | eval/fvd          | eval.fvd.i3d (TorchScript) + real videos                     |
-| face_sim, instance_clip, instance_iou | see ``grounded_metrics.py`` (suite=shapes)          |
+| face_sim, instance_clip, instance_iou, face_fid | see ``grounded_metrics.py`` (suite=shapes) |
 
 Real videos: the shapes clips the prompts came from (suite=shapes), or the mp4s of ``eval.real=DIR``.
 ``layout_iou``: in the shapes world a caption belongs to one rendered clip; per instance prompt, the
@@ -69,7 +69,7 @@ def check(names: list[str], opts: dict) -> None:
     if bad := [n for n in names if n not in METRICS]:
         raise ConfigError(f"eval.metrics: unknown {', '.join(bad)}; choose from {', '.join(METRICS)}")
     needs = {"clip_score": ("CLIPScore", "clip", CLIP_FILES), "temporal": ("temporal consistency", "clip", CLIP_FILES),
-             "fid": ("FID", "fid.inception", INCEPTION_FILE), "fvd": ("FVD", "fvd.i3d", I3D_FILE)}  # fmt: skip
+             "fid": ("FID", "fid.inception", INCEPTION_FILE), "face_fid": ("face FID", "fid.inception", INCEPTION_FILE), "fvd": ("FVD", "fvd.i3d", I3D_FILE)}  # fmt: skip
     for name in names:
         if name in needs:
             metric, key, expect = needs[name]
@@ -88,6 +88,8 @@ def compute(names: list[str], videos: list[tuple[Tensor, str, int]], opts: dict,
     clips, indices = [v for v, _, _ in videos], [i for _, _, i in videos]
     if "face_sim" in names:
         out.update(grounded_metrics.face_sim(clips, indices, dataset, opts))
+    if "face_fid" in names:
+        out.update(grounded_metrics.face_fid(clips, indices, dataset, opts))
     if wanted := [n for n in names if n in ("instance_clip", "instance_iou")]:
         out.update(grounded_metrics.instance_scores(wanted, clips, indices, dataset, opts))
     if "layout_iou" in names:

@@ -15,7 +15,9 @@ _SHAPES_FACES = (
     "reference's identity (vidgen eval eval.metrics=face_sim without eval.face_sim.recognition), not an ArcFace cosine."
 )
 _GENERAL_HOW = (
-    "CLIP-T (CLIP ViT-B/32) and face-region FID of the run's samples; write <run.dir>/external/general.json"
+    "vidgen eval RUN suite=shapes eval.metrics=clip_score,face_fid eval.clip=CLIP_B32_DIR "
+    "eval.fid.inception=INCEPTION.pt [eval.face_sim.detector=ANTELOPEV2_DIR] "
+    "eval.keys=clip_score:general/clip_t,face_fid:general/face_fid (or write <run.dir>/external/general.json)"
 )
 
 
