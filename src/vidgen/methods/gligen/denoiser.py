@@ -22,13 +22,13 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock, GatedSelfAttentionDense
-from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from torch import Tensor, nn
 
 from vidgen.backbones.registry import Backbone
 from vidgen.backbones.wan_blocks import wan_forward
 from vidgen.errors import ConfigError
 from vidgen.instances.gated_attention import GatedSelfAttention, GroundingTokenNet, gated_block_parameters
+from vidgen.instances.unet3d_fusers import attach_spatial_fusers
 from vidgen.methods.gligen.config import VIDEO_ATTENTION
 from vidgen.methods.gligen.position import PositionedFuser
 
@@ -155,31 +155,17 @@ class GLIGENSD(GLIGENDenoiser):
         return self.plain_forward(self, latents, timesteps, text_embeds, text_mask, image_latents, kwargs)
 
 
-def _strip_gligen(module, args, kwargs):
-    """Pre-hook of ModelScope's temporal transformers: grounding is per frame, not over time."""
-    cak = kwargs.get("cross_attention_kwargs")
-    if cak and "gligen" in cak:
-        kwargs = {**kwargs, "cross_attention_kwargs": {k: v for k, v in cak.items() if k != "gligen"}}
-    return args, kwargs
-
-
 class GLIGENModelScope(GLIGENDenoiser):
     """modelscope-t2v: a diffusers ``fuser`` in every spatial ``BasicTransformerBlock`` of the 3D U-Net."""
 
     def __init__(self, backbone: Backbone, phrase_dim: int, token_dim: int):
         super().__init__(backbone)
-        temporal = {
-            id(b)
-            for m in self.model.modules()
-            if isinstance(m, TransformerTemporalModel)
-            for b in m.modules()
-        }
-        for m in self.model.modules():
-            if isinstance(m, TransformerTemporalModel):
-                m.register_forward_pre_hook(_strip_gligen, with_kwargs=True)
-            elif isinstance(m, BasicTransformerBlock) and id(m) not in temporal:
-                d = m.norm1.normalized_shape[0]
-                m.fuser = GatedSelfAttention(d, token_dim, m.attn1.heads, d // m.attn1.heads)
+
+        def fuser(block):
+            d = block.norm1.normalized_shape[0]
+            return GatedSelfAttention(d, token_dim, block.attn1.heads, d // block.attn1.heads)
+
+        attach_spatial_fusers(self.model, fuser)
         self.position_net = GroundingTokenNet(phrase_dim, token_dim)
         self._freeze(self.position_net)
 

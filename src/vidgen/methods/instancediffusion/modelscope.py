@@ -12,12 +12,11 @@ output equals the backbone's bit for bit (tests/test_instancediffusion_video.py)
 
 from __future__ import annotations
 
-from diffusers.models.attention import BasicTransformerBlock
-from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from torch import Tensor
 
 from vidgen.backbones.registry import Backbone
-from vidgen.methods.gligen.denoiser import GLIGENDenoiser, _strip_gligen
+from vidgen.instances.unet3d_fusers import attach_spatial_fusers
+from vidgen.methods.gligen.denoiser import GLIGENDenoiser
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
 from vidgen.methods.instancediffusion.denoiser import GROUNDING_KEYS, grounding_net, widths
 from vidgen.methods.instancediffusion.fusion import MaskedFuser
@@ -33,18 +32,12 @@ class InstanceDiffusionModelScope(GLIGENDenoiser):
         super().__init__(backbone)
         tiny = backbone.size == "tiny"
         token_dim = widths(hp, tiny)[0]
-        temporal = {
-            id(b)
-            for m in self.model.modules()
-            if isinstance(m, TransformerTemporalModel)
-            for b in m.modules()
-        }
-        for m in self.model.modules():
-            if isinstance(m, TransformerTemporalModel):
-                m.register_forward_pre_hook(_strip_gligen, with_kwargs=True)
-            elif isinstance(m, BasicTransformerBlock) and id(m) not in temporal:
-                d, heads = m.attn1.query_dim, m.attn1.heads
-                m.fuser = MaskedFuser(d, token_dim, heads, d // heads)
+
+        def fuser(block):
+            d, heads = block.attn1.query_dim, block.attn1.heads
+            return MaskedFuser(d, token_dim, heads, d // heads)
+
+        attach_spatial_fusers(self.model, fuser)
         self.position_net = grounding_net(hp, backbone.spec.text_dim_for(backbone.size), tiny)
         self._freeze(self.position_net)
         self.scaleu = None  # created after the freeze: its scales train
