@@ -18,10 +18,10 @@ from vidgen.backbones.registry import Backbone
 from vidgen.instances.unet3d_fusers import attach_spatial_fusers
 from vidgen.methods.gligen.denoiser import GLIGENDenoiser
 from vidgen.methods.instancediffusion.config import InstanceDiffusionConfig
-from vidgen.methods.instancediffusion.denoiser import GROUNDING_KEYS, grounding_net, widths
+from vidgen.methods.instancediffusion.denoiser import grounding_net, widths
 from vidgen.methods.instancediffusion.fusion import MaskedFuser
 from vidgen.methods.instancediffusion.scaleu import ScaleUSet, enable_freeu
-from vidgen.methods.instancediffusion.wan import fold_frames
+from vidgen.methods.instancediffusion.wan import frame_tokens
 
 
 class InstanceDiffusionModelScope(GLIGENDenoiser):
@@ -50,15 +50,8 @@ class InstanceDiffusionModelScope(GLIGENDenoiser):
         self, latents, timesteps, text_embeds, text_mask=None, image_latents=None, **grounding: Tensor
     ):
         self._check_no_image(image_latents)
-        given = [k for k in GROUNDING_KEYS if grounding.get(k) is not None]
-        if set(grounding) - set(GROUNDING_KEYS) or given and len(given) != len(GROUNDING_KEYS):
-            raise ValueError(
-                f"InstanceDiffusionModelScope needs all of {GROUNDING_KEYS} or none, got {sorted(grounding)}"
-            )
-        kwargs = None
-        if given:
-            g = {k: v if k == "g_latent" else fold_frames(v) for k, v in grounding.items()}
-            kwargs = {"gligen": {"objs": self.position_net(**g)}}
+        objs = frame_tokens(self.position_net, grounding, "InstanceDiffusionModelScope")
+        kwargs = None if objs is None else {"gligen": {"objs": objs}}
         return self.model(
             sample=latents,
             timestep=timesteps,

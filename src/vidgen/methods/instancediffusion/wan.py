@@ -39,6 +39,17 @@ def fold_frames(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
+def frame_tokens(position_net, grounding: dict[str, Tensor], who: str) -> Tensor | None:
+    """UniFusion tokens of every latent frame ([B F', M, c]) from the per-frame ``g_*`` tensors, or None
+    when no grounding is given (the backbone); a partial set of ``GROUNDING_KEYS`` is an error."""
+    given = [k for k in GROUNDING_KEYS if grounding.get(k) is not None]
+    if set(grounding) - set(GROUNDING_KEYS) or given and len(given) != len(GROUNDING_KEYS):
+        raise ValueError(f"{who} needs all of {GROUNDING_KEYS} or none, got {sorted(grounding)}")
+    if not given:
+        return None
+    return position_net(**{k: v if k == "g_latent" else fold_frames(v) for k, v in grounding.items()})
+
+
 class InstanceDiffusionWan(GLIGENWan):
     """``forward(latents, timesteps, text_embeds, text_mask, g_text=..., ..., g_latent=...)``.
 
@@ -64,13 +75,5 @@ class InstanceDiffusionWan(GLIGENWan):
         self, latents, timesteps, text_embeds, text_mask=None, image_latents=None, **grounding: Tensor
     ):
         self._check_no_image(image_latents)
-        given = [k for k in GROUNDING_KEYS if grounding.get(k) is not None]
-        if set(grounding) - set(GROUNDING_KEYS) or given and len(given) != len(GROUNDING_KEYS):
-            raise ValueError(
-                f"InstanceDiffusionWan needs all of {GROUNDING_KEYS} or none, got {sorted(grounding)}"
-            )
-        objs = None
-        if given:
-            g = {k: v if k == "g_latent" else fold_frames(v) for k, v in grounding.items()}
-            objs = self.position_net(**g)
+        objs = frame_tokens(self.position_net, grounding, "InstanceDiffusionWan")
         return self.run_blocks(latents, timesteps, text_embeds, text_mask, objs)
