@@ -34,3 +34,9 @@ class DataError(VidgenError):
 
 class ConfigError(VidgenError):
     """A config value is invalid or a config group option does not exist."""
+
+
+def require_choice(key: str, value, choices) -> None:
+    """One ``ConfigError`` for a config value outside its choices: ``key=value is not valid; use one of ...``."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; use one of {', '.join(choices)}")

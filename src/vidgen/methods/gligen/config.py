@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, require_choice
 from vidgen.instances.gated_attention import MAX_BOXES, POOLS
 from vidgen.methods.gligen.position import VISUAL_POSITIONS
 
@@ -38,18 +38,9 @@ class GLIGENConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.max_boxes <= MAX_BOXES:
             raise ConfigError(f"method.max_boxes={self.max_boxes} must be in [1, {MAX_BOXES}] (GLIGEN: 30)")
-        if self.phrase_pool not in POOLS:
-            raise ConfigError(
-                f"method.phrase_pool={self.phrase_pool!r} is not valid; use one of {', '.join(POOLS)}"
-            )
-        if self.video_attention not in VIDEO_ATTENTION:
-            raise ConfigError(
-                f"method.video_attention={self.video_attention!r} is not valid; use one of {', '.join(VIDEO_ATTENTION)}"
-            )
-        if self.visual_position not in VISUAL_POSITIONS:
-            raise ConfigError(
-                f"method.visual_position={self.visual_position!r} is not valid; use one of {', '.join(VISUAL_POSITIONS)}"
-            )
+        require_choice("method.phrase_pool", self.phrase_pool, POOLS)
+        require_choice("method.video_attention", self.video_attention, VIDEO_ATTENTION)
+        require_choice("method.visual_position", self.visual_position, VISUAL_POSITIONS)
         if self.token_dim is not None and self.token_dim < 1:
             raise ConfigError(f"method.token_dim={self.token_dim} must be >= 1 or null")
         for key in ("grounding_dropout", "scheduled_tau"):

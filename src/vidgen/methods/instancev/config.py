@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, require_choice
 from vidgen.instances.grounding import GROUNDINGS
 
 SAUG_CAPTIONS = ("drop", "keep")  # the caption in SAUG's unconditional pass (InstanceVModule.branches)
@@ -40,14 +40,8 @@ class InstanceVConfig:
             raise ConfigError(f"method.max_instances={self.max_instances} must be >= 1")
         if self.instance_text_len is not None and self.instance_text_len < 1:
             raise ConfigError(f"method.instance_text_len={self.instance_text_len} must be >= 1 or null")
-        if self.grounding not in GROUNDINGS:
-            raise ConfigError(
-                f"method.grounding={self.grounding!r} is not valid; use one of {', '.join(GROUNDINGS)}"
-            )
-        if self.saug_caption not in SAUG_CAPTIONS:
-            raise ConfigError(
-                f"method.saug_caption={self.saug_caption!r} is not valid; use one of {', '.join(SAUG_CAPTIONS)}"
-            )
+        require_choice("method.grounding", self.grounding, GROUNDINGS)
+        require_choice("method.saug_caption", self.saug_caption, SAUG_CAPTIONS)
         if self.mask_base is not None and not self.mask_base > 0:
             raise ConfigError(
                 f"method.mask_base={self.mask_base} must be > 0 (0.1 or 0.01 in Sec. 10.2) or null"

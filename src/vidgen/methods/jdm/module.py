@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from vidgen.backbones import BackboneSpec
 from vidgen.data.sample import VideoBatch, VideoSample
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, require_choice
 from vidgen.eval.mask_metrics import binarize
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.jdm import evaluation
@@ -66,16 +66,11 @@ class JDMConfig:
     mask_threshold: float  # binarise the decoded mask: RGB mean > threshold
 
     def __post_init__(self) -> None:
-        if self.signal not in SIGNALS:
-            raise ConfigError(f"method.signal={self.signal!r} is not valid; use one of {', '.join(SIGNALS)}")
-        if self.l_diff not in L_DIFF:
-            raise ConfigError(f"method.l_diff={self.l_diff!r} is not valid; use one of {', '.join(L_DIFF)}")
+        require_choice("method.signal", self.signal, SIGNALS)
+        require_choice("method.l_diff", self.l_diff, L_DIFF)
         check_estimator(self.estimator)
         check_sampling(self.subset_sampling)
-        if self.combinations not in COMBINATIONS:
-            raise ConfigError(
-                f"method.combinations={self.combinations!r} is not valid; use one of {', '.join(COMBINATIONS)}"
-            )
+        require_choice("method.combinations", self.combinations, COMBINATIONS)
         dynamic_weight(torch.zeros(1), self.loss_w, self.loss_alpha)  # validates w and alpha
 
 

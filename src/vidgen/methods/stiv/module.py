@@ -24,7 +24,7 @@ from vidgen.backbones import BackboneSpec, build_backbone
 from vidgen.backbones.registry import _enable_checkpointing
 from vidgen.data.sample import VideoBatch, VideoSample
 from vidgen.diffusion import make_guidance, make_scheduler, sample_latents
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, require_choice
 from vidgen.methods.base import DiffusionModule
 from vidgen.methods.stiv import guidance as _guidance  # noqa: F401  (registers "cfg_renorm", "jit_cfg")
 from vidgen.methods.stiv.conditioning import (
@@ -68,12 +68,8 @@ class STIVConfig:
     guidance_drop: str = "joint"  # JIT-CFG null branch: joint (as printed) | text | image
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"method.task={self.task!r} is not valid; use one of {', '.join(TASKS)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(
-                f"method.objective={self.objective!r} is not valid; use one of {', '.join(OBJECTIVES)}"
-            )
+        require_choice("method.task", self.task, TASKS)
+        require_choice("method.objective", self.objective, OBJECTIVES)
         for key in ("spatial_mask_ratio", "temporal_mask_ratio"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"method.{key}={getattr(self, key)} must be in [0, 1)")
@@ -84,10 +80,7 @@ class STIVConfig:
         object.__setattr__(self, "condition_frames", parse_condition_frames(self.condition_frames))
         if not 0.0 <= self.image_dropout <= 1.0:
             raise ConfigError(f"method.image_dropout={self.image_dropout} must be in [0, 1]")
-        if self.guidance_drop not in DROPS:
-            raise ConfigError(
-                f"method.guidance_drop={self.guidance_drop!r} is not valid; use one of {', '.join(DROPS)}"
-            )
+        require_choice("method.guidance_drop", self.guidance_drop, DROPS)
         if self.conditioned and self.task == "t2i":
             raise ConfigError("method.condition_frames needs method.task=t2v (an image has one frame)")
         if self.conditioned and self.objective != "flow":
