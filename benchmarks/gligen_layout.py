@@ -21,9 +21,11 @@
    arms sample through the same code.
 4. Grounding probe (teacher-forced, no sampling): GLIGEN's epsilon MSE on the training clips and on
    the eval clips, 8 noise draws each, with the true grounding, with every slot null, with another
-   clip's boxes, with the phrases rotated among a clip's instances, and the frozen backbone alone.
-   If the boxes carry information, another clip's boxes raise the loss.
-`--probe-only` trains only the GLIGEN arm(s) and runs the probe (no fine-tuning arm, no sampling).
+   clip's boxes, with the phrases rotated among a clip's instances, and the frozen backbone alone;
+   each with the clip's caption and again with the null caption (``null_caption/...``: CFG's
+   unconditional branch and the caption-dropped half of GLIGEN's training, where the grounding is the
+   only description of the scene). If the boxes carry information, another clip's boxes raise the loss.
+`--batch` sets the global batch of every training run (smoke's 2 by default). `--probe-only` trains only the GLIGEN arm(s) and runs the probe (no fine-tuning arm, no sampling).
 `--visual-position-arm` adds a GLIGEN arm with `method.visual_position=sincos` (a knob, not GLIGEN:
 2D positions on the gated attention's visual tokens, methods/gligen/position.py). `--keep DIR` keeps
 the run folders in DIR and reuses the completed ones (the runs are deterministic in their seeds).
@@ -149,7 +151,15 @@ def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) ->
     noise = torch.randn(x0.shape, generator=gen)
     t = module.objective.sample_timesteps(x0.shape[0], gen)
     x_t = module.objective.add_noise(x0, noise, t)
-    text, mask = batch.text_embeds.repeat(draws, 1, 1), batch.text_mask.repeat(draws, 1)
+    captions = {
+        "": (batch.text_embeds.repeat(draws, 1, 1), batch.text_mask.repeat(draws, 1)),
+        # CFG's unconditional branch and GLIGEN's caption-dropped half of training: the boxes and
+        # phrases are the only description of the scene
+        "null_caption/": (
+            module.null_text_embeds.expand(x0.shape[0], -1, -1),
+            module.null_text_mask.expand(x0.shape[0], -1),
+        ),
+    }
     phrases = g["grounding_phrases"].clone()
     for i, k in enumerate(g["grounding_masks"][:, 0].sum(-1).long().tolist()):
         phrases[i, :, :k] = phrases[i, :, :k].roll(1, dims=1)  # each box gets its neighbour's phrase
@@ -162,10 +172,11 @@ def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) ->
     }
     out = {}
     with torch.no_grad():
-        for name, v in variants.items():
-            v = {k: x.repeat(draws, *[1] * (x.dim() - 1)) for k, x in v.items()}
-            pred = module.model(x_t, t, text, text_mask=mask, **v)
-            out[name] = float(((pred - noise) ** 2).mean())
+        for prefix, (text, mask) in captions.items():
+            for name, v in variants.items():
+                v = {k: x.repeat(draws, *[1] * (x.dim() - 1)) for k, x in v.items()}
+                pred = module.model(x_t, t, text, text_mask=mask, **v)
+                out[prefix + name] = float(((pred - noise) ** 2).mean())
     return out
 
 
@@ -187,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pre-steps", type=int, default=3000)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=2, help="global batch of every training run")
     parser.add_argument("--num-clips", type=int, default=256)
     parser.add_argument("--eval-samples", type=int, default=16)
     parser.add_argument("--eval-steps", type=int, default=20)
@@ -213,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.keep or Path(tmp)
 
         def smoke(name: str, steps: int) -> list[str]:
-            return smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed)
+            batch = [f"train.global_batch_size={args.batch}"]
+            return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed), *batch]
 
         pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps)], tmp / "pre", keep)
         base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}"]
