@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from vidgen.benchmark_runs import (
     export_weights,
@@ -180,6 +181,54 @@ def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) ->
     return out
 
 
+def position_decodability(overrides: list[str], n: int = 64, timesteps=(100, 500, 900)) -> dict:
+    """How well each gated block's visual tokens say where they are: R^2 of a ridge-regressed linear
+    read-out of a token's (row, column) from its features (fit on half of ``n`` clips' tokens, scored
+    on the other half), at the input of every fuser of the zero-gate model (the backbone's features).
+    GLIGEN's visual tokens get no positional encoding of their own, so a token can attend to the
+    grounding token of the box that covers it only as far as its features encode its position."""
+    from diffusers.models.attention import GatedSelfAttentionDense
+
+    from vidgen.benchmark_runs import load_for_eval
+    from vidgen.data.sample import collate
+
+    _, module, dm = load_for_eval(overrides, None)
+    batch = collate([dm.dataset[i] for i in range(min(n, len(dm.dataset)))])
+    g = module.grounding(batch, batch.latents.shape[2])
+    fusers = {name: m for name, m in module.model.named_modules() if isinstance(m, GatedSelfAttentionDense)}
+    feats: dict[str, Tensor] = {}
+    hooks = [
+        f.register_forward_hook(lambda m, inp, out, name=name: feats.__setitem__(name, inp[0]))
+        for name, f in fusers.items()
+    ]
+    gen = torch.Generator().manual_seed(0)
+    out: dict[str, dict] = {}
+    for tv in timesteps:
+        x0 = batch.latents
+        t = torch.full((x0.shape[0],), tv)
+        x_t = module.objective.add_noise(x0, torch.randn(x0.shape, generator=gen), t)
+        with torch.no_grad():
+            module.model(x_t, t, batch.text_embeds, text_mask=batch.text_mask, **g)
+        for name, x in feats.items():
+            b, tokens, d = x.shape
+            side = round(tokens**0.5)
+            rows = torch.arange(side).repeat_interleave(side).float() / max(side - 1, 1)
+            cols = torch.arange(side).repeat(side).float() / max(side - 1, 1)
+            y = torch.stack([rows, cols], -1).repeat(b, 1)
+            design = torch.cat([x.reshape(-1, d), torch.ones(b * tokens, 1)], 1)
+            half = (b // 2) * tokens
+            fit, test = slice(0, half), slice(half, None)
+            w = torch.linalg.solve(
+                design[fit].T @ design[fit] + 1e-2 * torch.eye(d + 1), design[fit].T @ y[fit]
+            )
+            resid = ((design[test] @ w - y[test]) ** 2).sum(0)
+            r2 = 1 - resid / ((y[test] - y[test].mean(0)) ** 2).sum(0)
+            out.setdefault(name, {"tokens": tokens})[f"t{tv}_r2_row_col"] = [round(float(v), 3) for v in r2]
+    for h in hooks:
+        h.remove()
+    return out
+
+
 def trained(overrides: list[str], run_dir: Path, keep: bool) -> Path:
     """The run of ``overrides`` in ``run_dir``; with ``--keep``, a completed one already there is reused."""
     from vidgen.runs import read_summary
@@ -267,12 +316,16 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "eval_clips": grounding_probe([*probe_ov, *eval_data(args)], ckpt, args.eval_samples),
             }
+        positions = position_decodability(
+            ["exp=gligen_sd15", "preset=smoke", "logger=none", "method.phrase_pool=mean", *base]
+        )
     g, f = results.get("gligen_sd15"), results.get("ft_sd15")
     ok = bool(g and f and g["layout_iou_aw"] > f["layout_iou_aw"] and g["box_ap"] > f["box_ap"])
     record = {
         "args": vars(args) | {"out": str(args.out), "keep": str(args.keep)},
         "results": results,
         "grounding_probe_eps_mse": probe,
+        "visual_token_position_r2": positions,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),
         **machine(),
