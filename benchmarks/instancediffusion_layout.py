@@ -19,6 +19,8 @@
 4. Grounding probe (teacher-forced, no sampling): each InstanceDiffusion arm's epsilon MSE on the
    training and the eval clips, 8 (noise, t) draws shared by: the true grounding, another clip's
    grounding, another clip's locations with the clip's own phrases, null grounding, the backbone alone.
+5. Paired layout IoU: InstanceDiffusion minus each other arm on the same generated instances, with a
+   bootstrap 95 % interval over instances (`vidgen.benchmark_runs.paired_difference`).
 `--keep DIR` keeps the run folders in DIR and reuses the completed ones.
 Results: benchmarks/results/instancediffusion_layout_heldout.json (this protocol, the default);
 benchmarks/results/instancediffusion_layout.json is the earlier memorisation record (16 training clips
@@ -43,6 +45,7 @@ from vidgen.benchmark_runs import (
     heldout_data,
     load_for_eval,
     machine,
+    paired_difference,
     smoke_overrides,
     trained,
     write_record,
@@ -52,12 +55,14 @@ RESULTS = Path(__file__).parent / "results" / "instancediffusion_layout_heldout.
 EXP = "exp=instancediffusion_sd15"
 
 
-def evaluate(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
+def evaluate(args, overrides: list[str], ckpt: Path | None) -> tuple[dict[str, float], torch.Tensor]:
+    """(InstanceDiffusion's shapes-world metrics, per-instance layout IoU [M] in (clip, instance) order)."""
+    from vidgen.eval.instance_metrics import shapes_layout_records
     from vidgen.methods.instancediffusion.metrics import shapes_instance_metrics
 
     data = heldout_data(args.eval_seed, args.eval_samples)
     videos, samples = generate_clips([*overrides, *data], ckpt, args.eval_samples, args.eval_steps)
-    return shapes_instance_metrics(videos, samples)
+    return shapes_instance_metrics(videos, samples), shapes_layout_records(videos, samples)[0]
 
 
 def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) -> dict[str, float]:
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             f"data.num_clips={args.num_clips}",
             "sample.guidance=cfg",
         ]
-        results = {
+        scored = {
             "pretrained_backbone": evaluate(args, [*plain, *base], None),
             "ft_sd15": evaluate(args, [*plain, f"backbone.weights={exported(ft, tmp / 'ft_export', keep)}"], None),
         }  # fmt: skip
@@ -146,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         ):
             ov = [EXP, *smoke(name, args.steps), *base, pool, *extra]
             ckpt = trained(ov, tmp / name, keep) / "checkpoints" / "last.ckpt"
-            results[name] = evaluate(args, ov, ckpt)
+            scored[name] = evaluate(args, ov, ckpt)
             if name == "instancediffusion":
-                results["instancediffusion_no_mis"] = evaluate(args, [*ov, "method.mis=0.0"], ckpt)
+                scored["instancediffusion_no_mis"] = evaluate(args, [*ov, "method.mis=0.0"], ckpt)
             probe_ov = [EXP, "preset=smoke", "logger=none", pool, *base, *extra]
             probe[name] = {
                 "train_clips": grounding_probe(
@@ -158,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                     [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)], ckpt, args.eval_samples
                 ),
             }
+    results = {name: metrics for name, (metrics, _) in scored.items()}
+    iou = {name: per_instance for name, (_, per_instance) in scored.items()}
+    paired = {
+        f"instancediffusion - {other}": paired_difference(iou["instancediffusion"], iou[other])
+        for other in ("ft_sd15", "instancediffusion_no_maskattn", "instancediffusion_no_mis")
+    }
     r = results
     ok = (
         r["instancediffusion"]["layout_iou"] > r["ft_sd15"]["layout_iou"]
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "args": vars(args) | {"out": str(args.out), "keep": str(args.keep)},
         "results": results,
+        "paired_layout_iou": paired,
         "grounding_probe_eps_mse": probe,
         "effect_shown": ok,
         "wall_s": round(time.time() - start, 1),

@@ -106,6 +106,27 @@ def generate_clips(overrides: list[str], ckpt: Path | None, n: int, steps: int) 
     return videos, samples
 
 
+def paired_difference(a, b, draws: int = 2000, seed: int = 0) -> dict:
+    """mean(a - b) of two models' per-instance scores on the same instances (e.g.
+    ``eval.instance_metrics.shapes_layout_records``), with a bootstrap 95 % interval over instances."""
+    import torch
+
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape or a.dim() != 1:
+        raise ValueError(
+            f"paired_difference: scores of the same instances, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if len(a) == 0:
+        return {"diff": 0.0, "ci95": [0.0, 0.0], "instances": 0}
+    idx = torch.randint(len(a), (draws, len(a)), generator=torch.Generator().manual_seed(seed))
+    diffs = (a - b)[idx].mean(1)
+    return {
+        "diff": float((a - b).mean()),
+        "ci95": [float(diffs.quantile(0.025)), float(diffs.quantile(0.975))],
+        "instances": len(a),
+    }
+
+
 def machine() -> dict:
     import torch
 
