@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from vidgen import benchmark_runs
-from vidgen.benchmark_runs import exported, heldout_data, trained
+from vidgen.benchmark_runs import exported, heldout_data, paired_difference, trained
 
 
 def test_heldout_data_names_another_world_or_none():
@@ -33,3 +36,18 @@ def test_exported_reuses_a_non_empty_export_only_with_keep(tmp_path, monkeypatch
     (out / "unet").mkdir(parents=True)
     assert exported(tmp_path / "run", out, keep=True) == out and len(calls) == 1
     assert exported(tmp_path / "run", out, keep=False) == out and len(calls) == 2
+
+
+def test_paired_difference_interval_is_over_the_instance_pairs():
+    gen = torch.Generator().manual_seed(0)
+    b = torch.rand(200, generator=gen)
+    same = paired_difference(b, b)
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["instances"] == 200
+    # a constant shift is certain once paired, however spread out the scores are
+    shifted = paired_difference(b + 0.05, b)
+    assert shifted["diff"] == pytest.approx(0.05) and shifted["ci95"] == pytest.approx([0.05, 0.05])
+    noisy = paired_difference(b + 0.05 + 0.2 * torch.randn(200, generator=gen), b)
+    lo, hi = noisy["ci95"]
+    assert lo < noisy["diff"] < hi and 0.0 < lo and hi - lo < 0.15
+    with pytest.raises(ValueError, match="same instances"):
+        paired_difference(b, b[:10])
