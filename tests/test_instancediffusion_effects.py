@@ -18,7 +18,7 @@ def test_instancediffusion_beats_finetuning_on_heldout_layouts_through_maskattn(
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    bench.main(["--eval-samples", "64", "--out", str(out)])  # 2000 + 1000 steps, 256 clips, eval seed 1000
+    bench.main(["--out", str(out)])  # defaults: 2000 + 1000 steps, 256 clips, 64 images of eval seed 1000
     record = json.loads(out.read_text())
     r, paired = record["results"], record["paired_layout_iou"]
     # shown: InstanceDiffusion beats ft_sd15 on held-out layout IoU (interval above 0) and box AP50,
