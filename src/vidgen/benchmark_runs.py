@@ -37,6 +37,28 @@ def train_run(overrides: list[str]) -> Path:
     return train(load_config(overrides))
 
 
+def trained(overrides: list[str], run_dir: Path, keep: bool) -> Path:
+    """The run of ``overrides`` in ``run_dir``; with ``keep`` (a benchmark's ``--keep DIR``) a completed
+    run already there is reused (the runs are deterministic in their seeds)."""
+    from vidgen.runs import read_summary
+
+    if keep and read_summary(run_dir).get("status") == "completed":
+        return run_dir
+    return train_run(overrides)
+
+
+def exported(run: Path, out: Path, keep: bool) -> Path:
+    """``export_weights(run, out)``, or ``out`` as it is when ``keep`` and it already holds an export."""
+    return out if keep and out.is_dir() and any(out.iterdir()) else export_weights(run, out)
+
+
+def heldout_data(eval_seed: int, n: int) -> list[str]:
+    """Overrides for scoring on held-out layouts: the first ``n`` clips of the shapes world
+    ``data.seed=eval_seed`` (same codec and word embedder, scenes never trained on); ``eval_seed < 0``:
+    none, i.e. the training clips (which measures how well a caption recalls a memorised layout)."""
+    return [] if eval_seed < 0 else [f"data.seed={eval_seed}", f"data.num_clips={n}"]
+
+
 def export_weights(run: Path, out: Path) -> Path:
     """The run's last checkpoint as a backbone folder (`vidgen export`), for `backbone.weights=`."""
     from vidgen.export import main as export_main
@@ -82,6 +104,27 @@ def generate_clips(overrides: list[str], ckpt: Path | None, n: int, steps: int) 
             latents = module.generate_instances(collate([s]), steps, int(cfg.seed) + i)
             videos.append(codec.decode(latents.float())[0])
     return videos, samples
+
+
+def paired_difference(a, b, draws: int = 2000, seed: int = 0) -> dict:
+    """mean(a - b) of two models' per-instance scores on the same instances (e.g.
+    ``eval.instance_metrics.shapes_layout_records``), with a bootstrap 95 % interval over instances."""
+    import torch
+
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape or a.dim() != 1:
+        raise ValueError(
+            f"paired_difference: scores of the same instances, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if len(a) == 0:
+        return {"diff": 0.0, "ci95": [0.0, 0.0], "instances": 0}
+    idx = torch.randint(len(a), (draws, len(a)), generator=torch.Generator().manual_seed(seed))
+    diffs = (a - b)[idx].mean(1)
+    return {
+        "diff": float((a - b).mean()),
+        "ci95": [float(diffs.quantile(0.025)), float(diffs.quantile(0.975))],
+        "instances": len(a),
+    }
 
 
 def machine() -> dict:

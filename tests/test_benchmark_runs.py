@@ -1,0 +1,53 @@
+"""vidgen.benchmark_runs: held-out eval overrides and `--keep` reuse of completed runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vidgen import benchmark_runs
+from vidgen.benchmark_runs import exported, heldout_data, paired_difference, trained
+
+
+def test_heldout_data_names_another_world_or_none():
+    assert heldout_data(1000, 16) == ["data.seed=1000", "data.num_clips=16"]
+    assert heldout_data(-1, 16) == []  # -1: score the training clips
+
+
+def test_trained_reuses_only_a_completed_run_and_only_with_keep(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark_runs, "train_run", lambda ov: calls.append(ov) or tmp_path / "new")
+    run = tmp_path / "arm"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert trained(["a=1"], run, keep=True) == run and calls == []
+    assert trained(["a=1"], run, keep=False) == tmp_path / "new" and calls == [["a=1"]]
+    (run / "summary.json").write_text(json.dumps({"status": "failed"}))
+    assert trained(["a=2"], run, keep=True) == tmp_path / "new" and calls[-1] == ["a=2"]
+
+
+def test_exported_reuses_a_non_empty_export_only_with_keep(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark_runs, "export_weights", lambda run, out: calls.append(run) or out)
+    out = tmp_path / "export"
+    assert exported(tmp_path / "run", out, keep=True) == out and len(calls) == 1  # nothing there yet
+    (out / "unet").mkdir(parents=True)
+    assert exported(tmp_path / "run", out, keep=True) == out and len(calls) == 1
+    assert exported(tmp_path / "run", out, keep=False) == out and len(calls) == 2
+
+
+def test_paired_difference_interval_is_over_the_instance_pairs():
+    gen = torch.Generator().manual_seed(0)
+    b = torch.rand(200, generator=gen)
+    same = paired_difference(b, b)
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["instances"] == 200
+    # a constant shift is certain once paired, however spread out the scores are
+    shifted = paired_difference(b + 0.05, b)
+    assert shifted["diff"] == pytest.approx(0.05) and shifted["ci95"] == pytest.approx([0.05, 0.05])
+    noisy = paired_difference(b + 0.05 + 0.2 * torch.randn(200, generator=gen), b)
+    lo, hi = noisy["ci95"]
+    assert lo < noisy["diff"] < hi and 0.0 < lo and hi - lo < 0.15
+    with pytest.raises(ValueError, match="same instances"):
+        paired_difference(b, b[:10])
