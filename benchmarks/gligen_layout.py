@@ -45,11 +45,13 @@ import torch
 from torch import Tensor
 
 from vidgen.benchmark_runs import (
-    export_weights,
+    exported,
     generate_clips,
+    heldout_data,
     machine,
+    paired_difference,
     smoke_overrides,
-    train_run,
+    trained,
     write_record,
 )
 
@@ -124,18 +126,16 @@ def box_ap(videos, samples) -> float:
     return float(max(ev.stats[0], 0.0))
 
 
-def evaluate(args, overrides: list[str], ckpt: Path | None) -> dict[str, float]:
-    from vidgen.eval.instance_metrics import shapes_layout_metrics
+def evaluate(
+    args, overrides: list[str], ckpt: Path | None, per_instance: dict, name: str
+) -> dict[str, float]:
+    """Scores of ``name``'s generations; its per-instance layout IoUs go to ``per_instance[name]``."""
+    from vidgen.eval.instance_metrics import shapes_layout_metrics, shapes_layout_records
 
-    videos, samples = generate_clips([*overrides, *eval_data(args)], ckpt, args.eval_samples, args.eval_steps)
+    data = heldout_data(args.eval_seed, args.eval_samples)
+    videos, samples = generate_clips([*overrides, *data], ckpt, args.eval_samples, args.eval_steps)
+    per_instance[name] = shapes_layout_records(videos, samples)[0]
     return {**shapes_layout_metrics(videos, samples), "box_ap": box_ap(videos, samples)}
-
-
-def eval_data(args) -> list[str]:
-    """The held-out world's clips (``--eval-seed``), or the training clips (-1)."""
-    if args.eval_seed < 0:
-        return []
-    return [f"data.seed={args.eval_seed}", f"data.num_clips={args.eval_samples}"]
 
 
 def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) -> dict[str, float]:
@@ -229,19 +229,6 @@ def position_decodability(overrides: list[str], n: int = 64, timesteps=(100, 500
     return out
 
 
-def trained(overrides: list[str], run_dir: Path, keep: bool) -> Path:
-    """The run of ``overrides`` in ``run_dir``; with ``--keep``, a completed one already there is reused."""
-    from vidgen.runs import read_summary
-
-    if keep and read_summary(run_dir).get("status") == "completed":
-        return run_dir
-    return train_run(overrides)
-
-
-def exported(run: Path, out: Path, keep: bool) -> Path:
-    return out if keep and out.is_dir() and any(out.iterdir()) else export_weights(run, out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pre-steps", type=int, default=3000)
@@ -279,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
         pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps)], tmp / "pre", keep)
         base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}"]
-        results = {}
+        results, ious = {}, {}
         if not args.probe_only:
             ft = trained(["exp=ft_sd15", *smoke("ft", args.steps), *base], tmp / "ft", keep)
             ft_weights = exported(ft, tmp / "ft_export", keep)
@@ -289,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                 "method.phrase_pool=mean",
                 f"data.num_clips={args.num_clips}",
             ]
-            results["pretrained_backbone"] = evaluate(args, [*plain, *base], None)
-            results["ft_sd15"] = evaluate(args, [*plain, f"backbone.weights={ft_weights}"], None)
+            results["pretrained_backbone"] = evaluate(
+                args, [*plain, *base], None, ious, "pretrained_backbone"
+            )
+            results["ft_sd15"] = evaluate(
+                args, [*plain, f"backbone.weights={ft_weights}"], None, ious, "ft_sd15"
+            )
         probe = {}
         arms = {"gligen_sd15": []}
         if args.visual_position_arm:
@@ -299,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             ov = ["exp=gligen_sd15", *smoke(name, args.steps), *base, "method.phrase_pool=mean", *extra]
             ckpt = trained(ov, tmp / name, keep) / "checkpoints" / "last.ckpt"
             if not args.probe_only:
-                results[name] = evaluate(args, ov, ckpt)
+                results[name] = evaluate(args, ov, ckpt, ious, name)
                 # the same weights grounded at every step (scheduled sampling off: tau = 1)
-                results[f"{name}_tau1"] = evaluate(args, [*ov, "method.scheduled_tau=1.0"], ckpt)
+                tau1 = [*ov, "method.scheduled_tau=1.0"]
+                results[f"{name}_tau1"] = evaluate(args, tau1, ckpt, ious, f"{name}_tau1")
             probe_ov = [
                 "exp=gligen_sd15",
                 "preset=smoke",
@@ -314,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                 "train_clips": grounding_probe(
                     [*probe_ov, f"data.num_clips={args.num_clips}"], ckpt, args.eval_samples
                 ),
-                "eval_clips": grounding_probe([*probe_ov, *eval_data(args)], ckpt, args.eval_samples),
+                "eval_clips": grounding_probe(
+                    [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)], ckpt, args.eval_samples
+                ),
             }
         positions = position_decodability(
             ["exp=gligen_sd15", "preset=smoke", "logger=none", "method.phrase_pool=mean", *base]
@@ -324,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "args": vars(args) | {"out": str(args.out), "keep": str(args.keep)},
         "results": results,
+        # per-instance layout IoU of each GLIGEN arm minus plain fine-tuning's, same instances
+        "layout_iou_vs_ft_sd15": {
+            name: paired_difference(iou, ious["ft_sd15"])
+            for name, iou in ious.items()
+            if name != "ft_sd15" and "ft_sd15" in ious
+        },
         "grounding_probe_eps_mse": probe,
         "visual_token_position_r2": positions,
         "effect_shown": ok,
