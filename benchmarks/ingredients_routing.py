@@ -46,6 +46,9 @@ from vidgen.methods.ingredients.routing_maps import save_png
 from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID
 from vidgen.train import build_datamodule
 
+sys.path.insert(0, str(Path(__file__).parent))
+import ingredients_probe  # noqa: E402  (the --probe diagnostics, a sibling file)
+
 RESULTS = Path(__file__).parent / "results" / "ingredients_routing.json"
 MIN_PIXELS = 16  # shapes_matched_identity's default
 
@@ -57,7 +60,7 @@ def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
         f"run.dir={run_dir}",
         f"seed={seed}",
         f"data.num_clips={args.pool}",
-        "data.min_faces=2",
+        f"data.min_faces={args.min_faces}",
         "data.max_instances=3",
         "data.face_prob=1.0",
         f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}}}",
@@ -198,6 +201,13 @@ def ablations(module, dm, batch, indices, seed: int) -> dict:
     }
 
 
+def probe(args, module, dm, batch, indices, seed: int) -> dict | None:
+    """``--probe``: which pathway carries the identity, what the router does at inference (ingredients_probe)."""
+    if not args.probe:
+        return None
+    return ingredients_probe.probe(right_id, module, dm, batch, indices, seed, MIN_PIXELS)
+
+
 def frame_file(args, name: str) -> Path | None:
     return None if args.frames is None else args.frames / f"{name}.png"
 
@@ -221,7 +231,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
     pre, pre_dm = build(
         args, seed, tmp / "pre", ["exp=ft_cogvideox", "backbone=cogvideox-5b-i2v"], FineTuneModule
     )
-    multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= 2]
+    multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= args.min_faces]
     if len(multi) < args.clips + args.eval_clips:
         raise SystemExit(f"only {len(multi)} of {args.pool} clips have 2-3 IDs; raise --pool")
     train_idx, held_out = multi[: args.clips], multi[args.clips : args.clips + args.eval_clips]
@@ -260,7 +270,9 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             "right_id_curve": s1_curve,
             "right_id": s1_curve[-1][1],
             "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
         },
+        "labels": ingredients_probe.label_coverage(samples, [dm.dataset.clip(i) for i in train_idx]),
         "stage2": {},
     }
     print(f"seed {seed}: references {result['references']}; stage 1 right-ID {s1_curve}", flush=True)
@@ -282,6 +294,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             "routing_accuracy": curve,
             "right_id": right,
             "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
         }
         print(
             f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
@@ -316,6 +329,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--plain-captions", action="store_true", help="captions without the faces' colours")
     p.add_argument("--ablations", action="store_true", help="right-ID without caption / with swapped faces")
+    p.add_argument(
+        "--probe", action="store_true", help="pathway swaps and inference routing (ingredients_probe)"
+    )
+    p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
     start = time.time()
