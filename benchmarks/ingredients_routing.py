@@ -299,6 +299,16 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         print(
             f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
         )
+    if args.stage1_control:  # stage 1 trained on as long as a stage-2 arm, fresh AdamW as in stage 2
+        module, dm = stage(args, seed, tmp / "s1c", 1)
+        module.model.load_state_dict(stage1)
+        train(module, samples, args.stage2_steps, args.lr, args, seed)
+        result["stage1_continued"] = {
+            "steps": args.stage2_steps,
+            "right_id": right_id(module, dm, eval_batch, held_out, seed),
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
+        }
+        print(f"seed {seed} stage 1 continued: right-ID {result['stage1_continued']['right_id']}", flush=True)
     ce, none = result["stage2"]["ce"], result["stage2"]["none"]
     result["checks"] = {
         "ce_beats_none_routing": ce["routing_accuracy"][-1][1] > none["routing_accuracy"][-1][1],
@@ -331,6 +341,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ablations", action="store_true", help="right-ID without caption / with swapped faces")
     p.add_argument(
         "--probe", action="store_true", help="pathway swaps and inference routing (ingredients_probe)"
+    )
+    p.add_argument(
+        "--stage1-control",
+        action="store_true",
+        help="also stage 1 continued for --stage2-steps (fresh AdamW)",
     )
     p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
