@@ -54,6 +54,8 @@ MIN_PIXELS = 16  # shapes_matched_identity's default
 
 
 def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
+    # --size: frames of size x size pixels; the tiny DiT's learned positional embedding follows (latent / 8)
+    size = "" if args.size == 64 else f",sample_height:{args.size // 8},sample_width:{args.size // 8}"
     return [
         "preset=smoke",
         "logger=none",
@@ -63,7 +65,8 @@ def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
         f"data.min_faces={args.min_faces}",
         "data.max_instances=3",
         "data.face_prob=1.0",
-        f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}}}",
+        f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}{size}}}",
+        *([] if args.size == 64 else [f"data.height={args.size}", f"data.width={args.size}"]),
     ]
 
 
@@ -347,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="also stage 1 continued for --stage2-steps (fresh AdamW)",
     )
+    p.add_argument("--size", type=int, default=64, help="frame height = width in pixels (64: 4 x 4 tokens)")
     p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
