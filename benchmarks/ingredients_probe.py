@@ -64,6 +64,36 @@ def pathways(right_id, module, dm, batch, indices, seed: int) -> dict:
     }
 
 
+@torch.no_grad()
+def face_use(module, batch, seed: int) -> dict:
+    """Teacher-forced v-loss of the held-out clips at t = 250 / 500 / 750 (same noise) with their own
+    faces, the next clip's (canvas, features, both) and without the routed features: the model uses a
+    pathway when swapping or removing it raises the loss."""
+    roll = {k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}
+    variants = {
+        "own": batch,
+        "canvas_next": dataclasses.replace(batch, image_latents=batch.image_latents.roll(-1, 0)),
+        "features_next": dataclasses.replace(batch, extras={**batch.extras, **roll}),
+        "both_next": dataclasses.replace(
+            batch, image_latents=batch.image_latents.roll(-1, 0), extras={**batch.extras, **roll}
+        ),
+    }
+    out = {}
+    for name, b in [*variants.items(), ("features_off", batch)]:
+        gen = torch.Generator().manual_seed(seed)
+        faces = module.face_inputs(b)
+        keep = torch.zeros(len(b)) if name == "features_off" else None
+        losses = []
+        for step in (250, 500, 750):
+            noise = torch.randn(b.latents.shape, generator=gen)
+            t = torch.full((len(b),), step)
+            x_t = module.objective.add_noise(b.latents, noise, t)
+            pred = module.model(x_t, t, b.text_embeds, b.text_mask, b.image_latents, **faces, face_keep=keep)
+            losses.append(float(module.objective.loss(pred, b.latents, noise, x_t, t).mean()))
+        out[name] = sum(losses) / len(losses)
+    return out
+
+
 def token_index(frames: int, height: int, width: int, grid: tuple[int, int, int], t: int) -> Tensor:
     """Token of every pixel [H, W] of pixel frame ``frames``: latent frame 0 = frame 0, latent frame j
     = frames 4(j - 1) + 1 .. 4j (the codec's first-frame-plus-groups layout); grid (F', gh, gw)."""
@@ -173,6 +203,7 @@ def label_coverage(samples, clips) -> dict:
 
 def probe(right_id, module, dm, batch, indices, seed: int, min_pixels: int) -> dict:
     return {
+        "face_use_loss": face_use(module, batch, seed),
         "pathways": pathways(right_id, module, dm, batch, indices, seed),
         "routing": routing(module, dm, batch, indices, min_pixels),
     }

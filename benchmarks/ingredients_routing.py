@@ -153,20 +153,28 @@ def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, 
     ``chance``: the same generations scored against their references relabelled by each shift
     k -> k + s mod 8 (s = 1..7): same number of references, other IDs — what a generation that
     carries no identity scores (it depends on how many references and colour regions there are);
-    ``excess_ci95``: paired interval of fraction - chance over the face regions."""
+    ``excess_ci95``: paired interval of fraction - chance over the face regions; ``other_clips``: the
+    same generations scored against the references of the clip s places on (s = 1..B-1), a clip-level
+    baseline (the bootstrap over regions ignores that a clip's regions are correlated);
+    ``above_other_clips``: how many of those the own references beat."""
     module.eval()
     videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
     module.train()
     clips = [dm.dataset.clip(i) for i in indices]
     refs = [c.face_ids for c in clips] if refs is None else refs
-    right, wrong, total = [], [], []
-    for video, clip, r in zip(videos, clips, refs):
+    right, wrong, total, other = [], [], [], []
+    for i, (video, clip, r) in enumerate(zip(videos, clips, refs)):
         for votes in region_votes(video, clip.background, MIN_PIXELS):
             right.append(greedy_match(votes, r))
             shifts = [greedy_match(votes, (r + s) % NUM_IDENTITIES) for s in range(1, NUM_IDENTITIES)]
             wrong.append(torch.stack(shifts).double().mean(0))
             total.append(votes.sum(1))
+            # the other clips' references (cyclic clip shifts 1..B-1): a clip-level permutation baseline
+            other.append(
+                torch.stack([greedy_match(votes, refs[(i + s) % len(refs)]) for s in range(1, len(refs))])
+            )
     right, wrong, total = torch.cat(right), torch.cat(wrong), torch.cat(total)
+    other = torch.cat(other, 1).sum(1).double() / max(int(total.sum()), 1)  # [B - 1]
     if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
         truth = torch.stack([c.video for c in clips])
         rows = torch.stack([videos, truth], 1).flatten(0, 1)[:, :, ::2]  # [2B, 3, F/2, H, W]
@@ -179,6 +187,8 @@ def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, 
         "regions": len(total),
         "chance": float(wrong.sum()) / n,
         "excess_ci95": bootstrap(right.double() - wrong, total, seed),
+        "other_clips": [round(float(x), 4) for x in other],
+        "above_other_clips": int((other < int(right.sum()) / n).sum()),
     }
 
 
