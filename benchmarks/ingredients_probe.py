@@ -43,25 +43,51 @@ def with_face_keep(module, keep: float):
     return _Ctx()
 
 
+def generate(module, dm, batch, sampler_seed: int | None = None) -> Tensor:
+    """The batch's generations [B, 3, F, H, W]; ``sampler_seed``: other sampler noise than the run's seed."""
+    seed = module.cfg.seed
+    module.eval()
+    try:
+        if sampler_seed is not None:
+            module.cfg.seed = sampler_seed
+        return module.generated_clips(batch, dm)
+    finally:
+        module.cfg.seed = seed
+        module.train()
+
+
 def pathways(right_id, module, dm, batch, indices, seed: int) -> dict:
-    """Right-ID fraction (``right_id`` of the benchmark) with one pathway removed or swapped."""
+    """Right-ID fraction (``right_id`` of the benchmark) with one input removed or taken from the next
+    held-out clip, scored against this clip's references (``_vs_own``) and the next clip's (``_vs_next``);
+    ``other_noise``: the same inputs under other sampler noise."""
     own = [dm.dataset.clip(i).face_ids for i in indices]
     nxt = own[1:] + own[:1]
     roll = {k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}
-    features_next = dataclasses.replace(batch, extras={**batch.extras, **roll})
-    canvas_next = dataclasses.replace(batch, image_latents=batch.image_latents.roll(-1, 0))
+    canvas = batch.image_latents.roll(-1, 0)
+    swaps = {
+        "features_next": dataclasses.replace(batch, extras={**batch.extras, **roll}),
+        "canvas_next": dataclasses.replace(batch, image_latents=canvas),
+        "faces_next": dataclasses.replace(batch, image_latents=canvas, extras={**batch.extras, **roll}),
+        "caption_next": dataclasses.replace(
+            batch, text_embeds=batch.text_embeds.roll(-1, 0), text_mask=batch.text_mask.roll(-1, 0)
+        ),
+    }
     no_canvas = dataclasses.replace(batch, image_latents=torch.zeros_like(batch.image_latents))
     with with_face_keep(module, 0.0):
-        features_off = right_id(module, dm, batch, indices, seed)
-    return {
+        features_off = right_id(module, dm, batch, indices, seed, videos=generate(module, dm, batch))
+    out = {
         "full": right_id(module, dm, batch, indices, seed),
+        "other_noise": right_id(
+            module, dm, batch, indices, seed, videos=generate(module, dm, batch, seed + 1000)
+        ),
         "features_off": features_off,
         "canvas_off": right_id(module, dm, no_canvas, indices, seed),
-        "features_next_vs_own": right_id(module, dm, features_next, indices, seed),
-        "features_next_vs_next": right_id(module, dm, features_next, indices, seed, refs=nxt),
-        "canvas_next_vs_own": right_id(module, dm, canvas_next, indices, seed),
-        "canvas_next_vs_next": right_id(module, dm, canvas_next, indices, seed, refs=nxt),
     }
+    for name, swapped in swaps.items():
+        videos = generate(module, dm, swapped)
+        out[f"{name}_vs_own"] = right_id(module, dm, swapped, indices, seed, videos=videos)
+        out[f"{name}_vs_next"] = right_id(module, dm, swapped, indices, seed, refs=nxt, videos=videos)
+    return out
 
 
 @torch.no_grad()
