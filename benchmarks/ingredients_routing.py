@@ -17,8 +17,11 @@ IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face re
 generations' chance (references relabelled by every ID shift; `right_id`); beside it the codec
 ceiling (ground truth through the codec) and the ground truth against another clip's references.
 `--plain-captions` drops the faces' colour words, which name the IDs (see `plain_face_captions`).
+`--probe`: after stage 1 and each arm, which input carries the identity and what the router does at
+inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
+AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`: the world.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
-accuracy than none and than its own start (every seed).
+accuracy than none and than its own start (every seed; no stage 2: 0).
 """
 
 from __future__ import annotations
