@@ -19,7 +19,8 @@ ceiling (ground truth through the codec) and the ground truth against another cl
 `--plain-captions` drops the faces' colour words, which name the IDs (see `plain_face_captions`).
 `--probe`: after stage 1 and each arm, which input carries the identity and what the router does at
 inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
-AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`: the world.
+AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
+the world (`--seeds` change only the model's seed: every seed sees the same clips and split).
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed; no stage 2: 0).
 """
@@ -70,6 +71,7 @@ def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
         "data.face_prob=1.0",
         f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}{size}}}",
         *([] if args.size == 64 else [f"data.height={args.size}", f"data.width={args.size}"]),
+        *([] if args.world_seed == 0 else [f"data.seed={args.world_seed}"]),
     ]
 
 
@@ -371,6 +373,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--stage1-control",
         action="store_true",
         help="also stage 1 continued for --stage2-steps (fresh AdamW)",
+    )
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        default=0,
+        help="data.seed: another world (other clips, split); --seeds: the model's",
     )
     p.add_argument("--size", type=int, default=64, help="frame height = width in pixels (64: 4 x 4 tokens)")
     p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
