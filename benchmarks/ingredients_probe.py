@@ -71,6 +71,13 @@ def pathways(right_id, module, dm, batch, indices, seed: int) -> dict:
         "caption_next": dataclasses.replace(
             batch, text_embeds=batch.text_embeds.roll(-1, 0), text_mask=batch.text_mask.roll(-1, 0)
         ),
+        "all_next": dataclasses.replace(  # every input of the next clip; only the sampler noise row stays
+            batch,
+            image_latents=canvas,
+            extras={**batch.extras, **roll},
+            text_embeds=batch.text_embeds.roll(-1, 0),
+            text_mask=batch.text_mask.roll(-1, 0),
+        ),
     }
     no_canvas = dataclasses.replace(batch, image_latents=torch.zeros_like(batch.image_latents))
     with with_face_keep(module, 0.0):
