@@ -2,16 +2,15 @@
 
 ``--probe`` runs these after stage 1 and after each stage-2 arm, on the same held-out batch and the
 same sampler noise as the right-ID fraction (paired):
-- ``pathways``: the right-ID fraction with the routed per-ID features off (``face_keep=0``: the
-  stage-1 "global only" dropout), with the composite canvas off (zero image latent: "local only"),
-  and with either one taken from the next held-out clip, scored against this clip's references and
-  against the next clip's. Which pathway carries the identity into the pixels.
-- ``routing``: what the router does at inference on the generation: per face region found in the
-  generated video, the share of its pixels whose token is routed to the region's majority ID
-  (``purity``), to the ID whose reference has the region's colour (``agreement``: the painted
-  identity follows the router), averaged over sampler steps and routed blocks; the tokens per
-  region and the distinct IDs the router uses per latent frame.
-- ``labels``: the routing labels of the training clips: faces with no labelled token.
+- ``face_use_loss``: teacher-forced v-loss with the next clip's canvas / routed features / both, and
+  without the routed features.
+- ``pathways``: the right-ID fraction with one input (canvas, routed features, both, caption, all)
+  taken from the next held-out clip, scored against this clip's references and the next clip's;
+  with the routed features off (``face_keep=0``), the canvas off, and other sampler noise.
+- ``routing``: per face region found in the generation, the share of its pixels whose token is
+  routed to the region's majority ID (``purity``) and to the ID whose reference has the region's
+  colour (``agreement``), over every sampler step and routed block.
+- ``label_coverage``: training faces without a labelled token. ``ablations``: ``--ablations``.
 """
 
 from __future__ import annotations
@@ -41,6 +40,28 @@ def with_face_keep(module, keep: float):
             module.face_inputs = original
 
     return _Ctx()
+
+
+# `--ablations` (the first probe, kept for its recorded results)
+def ablations(right_id, module, dm, batch, indices, seed: int) -> dict:
+    """Where the identity comes from: generations without the caption (faces only: "a orange face"
+    names ID 0's skin, so the caption alone could colour a face right), and with the next clip's faces
+    (composite + ID features) under this clip's caption, scored against the faces given."""
+    null = module.null_text_embeds.to(batch.text_embeds.dtype)[None].expand_as(batch.text_embeds)
+    no_caption = dataclasses.replace(
+        batch, text_embeds=null, text_mask=module.null_text_mask[None].expand_as(batch.text_mask)
+    )
+    swapped = dataclasses.replace(
+        batch,
+        image_latents=batch.image_latents.roll(-1, 0),
+        extras={**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}},
+    )
+    next_refs = [dm.dataset.clip(i).face_ids for i in indices[1:] + indices[:1]]
+    return {
+        "no_caption": right_id(module, dm, no_caption, indices, seed),
+        "next_clip_faces": right_id(module, dm, swapped, indices, seed, refs=next_refs),
+        "next_clip_faces_vs_caption_ids": right_id(module, dm, swapped, indices, seed),
+    }
 
 
 def generate(module, dm, batch, sampler_seed: int | None = None) -> Tensor:

@@ -47,7 +47,6 @@ from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
 from vidgen.methods.ingredients.routing_maps import save_png
-from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID
 from vidgen.train import build_datamodule
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -201,28 +200,6 @@ def right_id(
     }
 
 
-def ablations(module, dm, batch, indices, seed: int) -> dict:
-    """Where the identity comes from: generations without the caption (faces only: "a orange face"
-    names ID 0's skin, so the caption alone could colour a face right), and with the next clip's faces
-    (composite + ID features) under this clip's caption, scored against the faces given."""
-    null = module.null_text_embeds.to(batch.text_embeds.dtype)[None].expand_as(batch.text_embeds)
-    no_caption = dataclasses.replace(
-        batch, text_embeds=null, text_mask=module.null_text_mask[None].expand_as(batch.text_mask)
-    )
-    face_keys = (ID_GLOBAL, ID_LOCAL, ID_VALID)
-    swapped = dataclasses.replace(
-        batch,
-        image_latents=batch.image_latents.roll(-1, 0),
-        extras={**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in face_keys}},
-    )
-    next_refs = [dm.dataset.clip(i).face_ids for i in indices[1:] + indices[:1]]
-    return {
-        "no_caption": right_id(module, dm, no_caption, indices, seed),
-        "next_clip_faces": right_id(module, dm, swapped, indices, seed, refs=next_refs),
-        "next_clip_faces_vs_caption_ids": right_id(module, dm, swapped, indices, seed),
-    }
-
-
 def probe(args, module, dm, batch, indices, seed: int) -> dict | None:
     """``--probe``: which pathway carries the identity, what the router does at inference (ingredients_probe)."""
     if not args.probe:
@@ -291,7 +268,9 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             "loss_last": s1_losses[-1],
             "right_id_curve": s1_curve,
             "right_id": s1_curve[-1][1],
-            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "ablations": ingredients_probe.ablations(right_id, module, dm, eval_batch, held_out, seed)
+            if args.ablations
+            else None,
             "probe": probe(args, module, dm, eval_batch, held_out, seed),
         },
         "labels": ingredients_probe.label_coverage(samples, [dm.dataset.clip(i) for i in train_idx]),
@@ -320,7 +299,9 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         result["stage2"][kind] = {
             "routing_accuracy": curve,
             "right_id": right,
-            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "ablations": ingredients_probe.ablations(right_id, module, dm, eval_batch, held_out, seed)
+            if args.ablations
+            else None,
             "probe": probe(args, module, dm, eval_batch, held_out, seed),
         }
         print(
