@@ -17,8 +17,12 @@ IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face re
 generations' chance (references relabelled by every ID shift; `right_id`); beside it the codec
 ceiling (ground truth through the codec) and the ground truth against another clip's references.
 `--plain-captions` drops the faces' colour words, which name the IDs (see `plain_face_captions`).
+`--probe`: after stage 1 and each arm, which input carries the identity and what the router does at
+inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
+AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
+the world (`--seeds` change only the model's seed: every seed sees the same clips and split).
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
-accuracy than none and than its own start (every seed).
+accuracy than none and than its own start (every seed; no stage 2: 0).
 """
 
 from __future__ import annotations
@@ -43,24 +47,30 @@ from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
 from vidgen.methods.ingredients.routing_maps import save_png
-from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID
 from vidgen.train import build_datamodule
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ingredients_probe  # noqa: E402  (the --probe diagnostics, a sibling file)
 
 RESULTS = Path(__file__).parent / "results" / "ingredients_routing.json"
 MIN_PIXELS = 16  # shapes_matched_identity's default
 
 
 def data_overrides(args, seed: int, run_dir: Path) -> list[str]:
+    # --size: frames of size x size pixels; the tiny DiT's learned positional embedding follows (latent / 8)
+    size = "" if args.size == 64 else f",sample_height:{args.size // 8},sample_width:{args.size // 8}"
     return [
         "preset=smoke",
         "logger=none",
         f"run.dir={run_dir}",
         f"seed={seed}",
         f"data.num_clips={args.pool}",
-        "data.min_faces=2",
+        f"data.min_faces={args.min_faces}",
         "data.max_instances=3",
         "data.face_prob=1.0",
-        f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}}}",
+        f"+backbone.tiny_config={{num_attention_heads:{args.heads},attention_head_dim:{args.head_dim}{size}}}",
+        *([] if args.size == 64 else [f"data.height={args.size}", f"data.width={args.size}"]),
+        *([] if args.world_seed == 0 else [f"data.seed={args.world_seed}"]),
     ]
 
 
@@ -141,26 +151,38 @@ def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000
     return [float(ratios.quantile(0.025)), float(ratios.quantile(0.975))]
 
 
-def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, refs=None) -> dict:
+def right_id(
+    module, dm, batch, indices, seed: int, frames: Path | None = None, refs=None, videos=None
+) -> dict:
     """Right-ID fraction of the batch's generations; ``refs``: the reference IDs per clip (default: its own).
 
     ``chance``: the same generations scored against their references relabelled by each shift
     k -> k + s mod 8 (s = 1..7): same number of references, other IDs — what a generation that
     carries no identity scores (it depends on how many references and colour regions there are);
-    ``excess_ci95``: paired interval of fraction - chance over the face regions."""
-    module.eval()
-    videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
-    module.train()
+    ``excess_ci95``: paired interval of fraction - chance over the face regions; ``other_clips``: the
+    same generations scored against the references of the clip s places on (s = 1..B-1), a clip-level
+    baseline (the bootstrap over regions ignores that a clip's regions are correlated);
+    ``above_other_clips``: how many of those the own references beat. ``videos``: score these
+    generations instead of generating the batch's."""
+    if videos is None:
+        module.eval()
+        videos = module.generated_clips(batch, dm)  # [B, 3, F, H, W]
+        module.train()
     clips = [dm.dataset.clip(i) for i in indices]
     refs = [c.face_ids for c in clips] if refs is None else refs
-    right, wrong, total = [], [], []
-    for video, clip, r in zip(videos, clips, refs):
+    right, wrong, total, other = [], [], [], []
+    for i, (video, clip, r) in enumerate(zip(videos, clips, refs)):
         for votes in region_votes(video, clip.background, MIN_PIXELS):
             right.append(greedy_match(votes, r))
             shifts = [greedy_match(votes, (r + s) % NUM_IDENTITIES) for s in range(1, NUM_IDENTITIES)]
             wrong.append(torch.stack(shifts).double().mean(0))
             total.append(votes.sum(1))
+            # the other clips' references (cyclic clip shifts 1..B-1): a clip-level permutation baseline
+            other.append(
+                torch.stack([greedy_match(votes, refs[(i + s) % len(refs)]) for s in range(1, len(refs))])
+            )
     right, wrong, total = torch.cat(right), torch.cat(wrong), torch.cat(total)
+    other = torch.cat(other, 1).sum(1).double() / max(int(total.sum()), 1)  # [B - 1]
     if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
         truth = torch.stack([c.video for c in clips])
         rows = torch.stack([videos, truth], 1).flatten(0, 1)[:, :, ::2]  # [2B, 3, F/2, H, W]
@@ -173,29 +195,16 @@ def right_id(module, dm, batch, indices, seed: int, frames: Path | None = None, 
         "regions": len(total),
         "chance": float(wrong.sum()) / n,
         "excess_ci95": bootstrap(right.double() - wrong, total, seed),
+        "other_clips": [round(float(x), 4) for x in other],
+        "above_other_clips": int((other < int(right.sum()) / n).sum()),
     }
 
 
-def ablations(module, dm, batch, indices, seed: int) -> dict:
-    """Where the identity comes from: generations without the caption (faces only: "a orange face"
-    names ID 0's skin, so the caption alone could colour a face right), and with the next clip's faces
-    (composite + ID features) under this clip's caption, scored against the faces given."""
-    null = module.null_text_embeds.to(batch.text_embeds.dtype)[None].expand_as(batch.text_embeds)
-    no_caption = dataclasses.replace(
-        batch, text_embeds=null, text_mask=module.null_text_mask[None].expand_as(batch.text_mask)
-    )
-    face_keys = (ID_GLOBAL, ID_LOCAL, ID_VALID)
-    swapped = dataclasses.replace(
-        batch,
-        image_latents=batch.image_latents.roll(-1, 0),
-        extras={**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in face_keys}},
-    )
-    next_refs = [dm.dataset.clip(i).face_ids for i in indices[1:] + indices[:1]]
-    return {
-        "no_caption": right_id(module, dm, no_caption, indices, seed),
-        "next_clip_faces": right_id(module, dm, swapped, indices, seed, refs=next_refs),
-        "next_clip_faces_vs_caption_ids": right_id(module, dm, swapped, indices, seed),
-    }
+def probe(args, module, dm, batch, indices, seed: int) -> dict | None:
+    """``--probe``: which pathway carries the identity, what the router does at inference (ingredients_probe)."""
+    if not args.probe:
+        return None
+    return ingredients_probe.probe(right_id, module, dm, batch, indices, seed, MIN_PIXELS)
 
 
 def frame_file(args, name: str) -> Path | None:
@@ -221,7 +230,7 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
     pre, pre_dm = build(
         args, seed, tmp / "pre", ["exp=ft_cogvideox", "backbone=cogvideox-5b-i2v"], FineTuneModule
     )
-    multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= 2]
+    multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= args.min_faces]
     if len(multi) < args.clips + args.eval_clips:
         raise SystemExit(f"only {len(multi)} of {args.pool} clips have 2-3 IDs; raise --pool")
     train_idx, held_out = multi[: args.clips], multi[args.clips : args.clips + args.eval_clips]
@@ -259,11 +268,20 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
             "loss_last": s1_losses[-1],
             "right_id_curve": s1_curve,
             "right_id": s1_curve[-1][1],
-            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "ablations": ingredients_probe.ablations(right_id, module, dm, eval_batch, held_out, seed)
+            if args.ablations
+            else None,
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
         },
+        "labels": ingredients_probe.label_coverage(samples, [dm.dataset.clip(i) for i in train_idx]),
         "stage2": {},
     }
     print(f"seed {seed}: references {result['references']}; stage 1 right-ID {s1_curve}", flush=True)
+    if args.stage2_steps == 0:  # stage 1 only (its probes)
+        result["checks"] = {
+            "stage1_right_id_above_chance": result["stage1"]["right_id"]["excess_ci95"][0] > 0
+        }
+        return result
     for kind in ("ce", "none"):
         module, dm = stage(args, seed, tmp / kind, 2, f"method.routing_loss={kind}")
         module.model.load_state_dict(stage1)  # stage 2 from stage 1 (method.init.from in real runs)
@@ -281,11 +299,24 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         result["stage2"][kind] = {
             "routing_accuracy": curve,
             "right_id": right,
-            "ablations": ablations(module, dm, eval_batch, held_out, seed) if args.ablations else None,
+            "ablations": ingredients_probe.ablations(right_id, module, dm, eval_batch, held_out, seed)
+            if args.ablations
+            else None,
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
         }
         print(
             f"seed {seed} {kind}: routing accuracy {curve[0][1]:.3f} -> {curve[-1][1]:.3f}; right-ID {right}"
         )
+    if args.stage1_control:  # stage 1 trained on as long as a stage-2 arm, fresh AdamW as in stage 2
+        module, dm = stage(args, seed, tmp / "s1c", 1)
+        module.model.load_state_dict(stage1)
+        train(module, samples, args.stage2_steps, args.lr, args, seed)
+        result["stage1_continued"] = {
+            "steps": args.stage2_steps,
+            "right_id": right_id(module, dm, eval_batch, held_out, seed),
+            "probe": probe(args, module, dm, eval_batch, held_out, seed),
+        }
+        print(f"seed {seed} stage 1 continued: right-ID {result['stage1_continued']['right_id']}", flush=True)
     ce, none = result["stage2"]["ce"], result["stage2"]["none"]
     result["checks"] = {
         "ce_beats_none_routing": ce["routing_accuracy"][-1][1] > none["routing_accuracy"][-1][1],
@@ -316,6 +347,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--plain-captions", action="store_true", help="captions without the faces' colours")
     p.add_argument("--ablations", action="store_true", help="right-ID without caption / with swapped faces")
+    p.add_argument(
+        "--probe", action="store_true", help="pathway swaps and inference routing (ingredients_probe)"
+    )
+    p.add_argument(
+        "--stage1-control",
+        action="store_true",
+        help="also stage 1 continued for --stage2-steps (fresh AdamW)",
+    )
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        default=0,
+        help="data.seed: another world (other clips, split); --seeds: the model's",
+    )
+    p.add_argument("--size", type=int, default=64, help="frame height = width in pixels (64: 4 x 4 tokens)")
+    p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     args = p.parse_args(argv)
     start = time.time()
@@ -344,4 +391,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     res = main()
-    sys.exit(0 if res["checks"]["ce_beats_none_routing"] and res["checks"]["ce_routing_rises"] else 1)
+    checks = res["checks"]
+    sys.exit(0 if checks.get("ce_beats_none_routing", True) and checks.get("ce_routing_rises", True) else 1)

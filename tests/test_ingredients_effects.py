@@ -12,7 +12,7 @@ BENCH = Path(__file__).parents[1] / "benchmarks" / "ingredients_routing.py"
 
 
 @pytest.mark.slow
-def test_routing_loss_trains_the_router_and_stage1_faces_carry_their_ids(tmp_path):
+def test_routing_loss_trains_the_router_and_stage1_faces_match_their_references(tmp_path):
     spec = importlib.util.spec_from_file_location("ingredients_routing", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -25,7 +25,11 @@ def test_routing_loss_trains_the_router_and_stage1_faces_carry_their_ids(tmp_pat
     assert checks["ce_routing_rises"]  # Fig. 6: the router becomes more accurate with L_route
     assert checks["ce_beats_none_routing"]  # Table 3's direction at the router
     run = result["seeds"]["0"]
-    # stage 1 alone: generated faces carry their own IDs above the same generations' chance
+    # stage 1 alone: the generated faces match their own references above the same generations'
+    # chance (ID shifts) and above every other held-out clip's references; that this comes through the
+    # reference faces is not shown (benchmarks/ingredients_probe.py: swapping them leaves it)
     assert run["stage1"]["right_id"]["excess_ci95"][0] > 0
+    assert run["stage1"]["right_id"]["above_other_clips"] == len(run["clips"]["held_out"]) - 1
     assert run["references"]["codec_ceiling"]["fraction"] > 0.85
-    # ce vs none on the right-ID fraction is recorded, not asserted: not shown at this budget
+    # ce vs none on the right-ID fraction is recorded, not asserted: not shown at this budget, nor at the
+    # paper's 3000 / 2000 steps (results/ingredients_routing_paper_steps.json, docs/methods/ingredients.md)
