@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/gligen_layout.py [--visual-position-arm] [--keep DIR]
 
-Defaults are the recorded setting (benchmarks/results/gligen_layout_batch16_4096clips.json, ~40 min on
+Defaults are the recorded setting (benchmarks/results/gligen_layout_batch16_4096clips.json, ~45 min on
 one core): batch 16, 4,096 training clips, 4,000 + 3,000 steps at lr 1e-3, 64 held-out images.
 1. `ft_sd15 preset=smoke` (tiny sd1.5 U-Net, 1 x 64 x 64 shapes images, `--num-clips` clips of world
    `--seed`, global batch `--batch`) is trained `--pre-steps` steps from random init and exported

@@ -1,11 +1,12 @@
-"""Shapes-world check of GLIGEN (benchmarks/gligen_layout.py): ~15 min on 2 shared CPU cores.
+"""Shapes-world check of GLIGEN (benchmarks/gligen_layout.py, its recorded defaults): ~45 min on 2 CPU cores.
 
-Asserts only what the recorded runs show (docs/methods/gligen.md, "Shapes-world effect"): the gated
-blocks train (they lower the held-out epsilon MSE against the frozen backbone) while the trained
-model's grounding carries no information at this budget (true, null and another clip's boxes give
-the same loss), and no arm places instances on held-out layouts. GLIGEN beating fine-tuning on
-layout IoU / box AP (issue 14) is NOT shown, so it is not asserted. If GLIGEN starts reading its
-grounding, this test fails on purpose: record the new numbers and assert the effect instead.
+Asserts only what the recorded run shows (docs/methods/gligen.md, "Shapes-world effect",
+benchmarks/results/gligen_layout_batch16_4096clips.json): GLIGEN as printed trains its gated blocks
+but reads nothing from its grounding on held-out layouts, because the tiny U-Net's 8 x 8 visual tokens
+barely encode where they are; with explicit visual positions (`method.visual_position=sincos`, a
+knob) the same blocks do read the boxes, and grounded at every step they beat plain fine-tuning on
+held-out layout IoU. GLIGEN as printed beating fine-tuning (issue 14) is NOT shown, so it is not
+asserted; if it starts reading its grounding this test fails on purpose: record the new numbers.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ BENCH = Path(__file__).parents[1] / "benchmarks" / "gligen_layout.py"
 
 
 @pytest.mark.slow
-def test_gligen_blocks_train_but_grounding_is_not_used_on_held_out_layouts(tmp_path):
+def test_gligen_reads_its_boxes_only_where_visual_tokens_know_their_position(tmp_path):
     spec = importlib.util.spec_from_file_location("gligen_layout", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    bench.main(["--pre-steps", "2000", "--steps", "1000", "--out", str(out)])
+    bench.main(["--visual-position-arm", "--out", str(out)])
     record = json.loads(out.read_text())
-    probe = record["grounding_probe_eps_mse"]["gligen_sd15"]["eval_clips"]
-    assert probe["true"] < probe["backbone_alone"] - 0.005  # the gated blocks train
-    for other in ("null_tokens", "boxes_of_another_clip", "phrases_rotated"):
-        assert abs(probe[other] - probe["true"]) < 1e-4  # but read nothing from the grounding
-    for scores in record["results"].values():
-        assert scores["layout_iou_aw"] < 0.15  # held-out layouts: nobody places instances (chance ~0.05)
+    probe = record["grounding_probe_eps_mse"]
+    plain, positioned = probe["gligen_sd15"]["eval_clips"], probe["gligen_sd15_sincos"]["eval_clips"]
+    assert plain["true"] < plain["backbone_alone"] - 0.003  # the gated blocks train
+    for other in ("null_tokens", "boxes_of_another_clip"):
+        assert abs(plain[other] - plain["true"]) < 1e-4  # but GLIGEN as printed reads no box
+        assert positioned[other] > positioned["true"] + 5e-4  # with positions it does, on unseen scenes
+    r2 = record["visual_token_position_r2"]
+    fine = [v["t500_r2_row_col"] for v in r2.values() if v["tokens"] == 64]
+    assert fine and max(max(x) for x in fine) < 0.6  # the 8 x 8 tokens barely say where they are
+    assert record["layout_iou_vs_ft_sd15"]["gligen_sd15_sincos_tau1"]["ci95"][0] > 0
