@@ -54,9 +54,11 @@ from vidgen.benchmark_runs import (
     exported,
     generate_clips,
     heldout_data,
+    load_for_eval,
     machine,
     paired_difference,
     smoke_overrides,
+    teacher_forced_mse,
     trained,
     write_record,
 )
@@ -148,24 +150,18 @@ def evaluate(
 def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) -> dict[str, float]:
     """Teacher-forced epsilon MSE of a trained GLIGEN on the first ``n`` clips of ``overrides``' data,
     ``draws`` (noise, t) per clip shared by every variant of the grounding."""
-    from vidgen.benchmark_runs import load_for_eval
     from vidgen.data.sample import collate
 
     _, module, dm = load_for_eval(overrides, ckpt)
     batch = collate([dm.dataset[i] for i in range(min(n, len(dm.dataset)))])
     g = module.grounding(batch, batch.latents.shape[2])
-    gen = torch.Generator().manual_seed(0)
-    x0 = batch.latents.repeat(draws, 1, 1, 1, 1)
-    noise = torch.randn(x0.shape, generator=gen)
-    t = module.objective.sample_timesteps(x0.shape[0], gen)
-    x_t = module.objective.add_noise(x0, noise, t)
     captions = {
-        "": (batch.text_embeds.repeat(draws, 1, 1), batch.text_mask.repeat(draws, 1)),
+        "": (batch.text_embeds, batch.text_mask),
         # CFG's unconditional branch and GLIGEN's caption-dropped half of training: the boxes and
         # phrases are the only description of the scene
         "null_caption/": (
-            module.null_text_embeds.expand(x0.shape[0], -1, -1),
-            module.null_text_mask.expand(x0.shape[0], -1),
+            module.null_text_embeds.expand(len(batch), -1, -1),
+            module.null_text_mask.expand(len(batch), -1),
         ),
     }
     phrases = g["grounding_phrases"].clone()
@@ -178,14 +174,8 @@ def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) ->
         "phrases_rotated": {**g, "grounding_phrases": phrases},
         "backbone_alone": {},
     }
-    out = {}
-    with torch.no_grad():
-        for prefix, (text, mask) in captions.items():
-            for name, v in variants.items():
-                v = {k: x.repeat(draws, *[1] * (x.dim() - 1)) for k, x in v.items()}
-                pred = module.model(x_t, t, text, text_mask=mask, **v)
-                out[prefix + name] = float(((pred - noise) ** 2).mean())
-    return out
+    variants = {name: (module.model, v) for name, v in variants.items()}
+    return teacher_forced_mse(module.objective, batch, variants, draws, captions)
 
 
 def position_decodability(overrides: list[str], n: int = 64, timesteps=(100, 500, 900)) -> dict:
@@ -196,7 +186,6 @@ def position_decodability(overrides: list[str], n: int = 64, timesteps=(100, 500
     grounding token of the box that covers it only as far as its features encode its position."""
     from diffusers.models.attention import GatedSelfAttentionDense
 
-    from vidgen.benchmark_runs import load_for_eval
     from vidgen.data.sample import collate
 
     _, module, dm = load_for_eval(overrides, None)

@@ -47,6 +47,7 @@ from vidgen.benchmark_runs import (
     machine,
     paired_difference,
     smoke_overrides,
+    teacher_forced_mse,
     trained,
     write_record,
 )
@@ -81,25 +82,13 @@ def grounding_probe(overrides: list[str], ckpt: Path, n: int, draws: int = 8) ->
     )
     where = ("g_boxes", "g_points", "g_scribbles", "g_polygons", "g_masks")
     variants = {
-        "true": (module, g),
-        "grounding_of_another_clip": (module, {k: v.roll(1, 0) if torch.is_tensor(v) else v for k, v in g.items()}),
-        "locations_of_another_clip": (module, {k: v.roll(1, 0) if k in where else v for k, v in g.items()}),
-        "null_grounding": (module, module.null_grounding(batch)),
-        "backbone_alone": (backbone, g),
+        "true": (module.model, g),
+        "grounding_of_another_clip": (module.model, {k: v.roll(1, 0) if torch.is_tensor(v) else v for k, v in g.items()}),
+        "locations_of_another_clip": (module.model, {k: v.roll(1, 0) if k in where else v for k, v in g.items()}),
+        "null_grounding": (module.model, module.null_grounding(batch)),
+        "backbone_alone": (backbone.model, g),
     }  # fmt: skip
-    gen = torch.Generator().manual_seed(0)
-    x0 = batch.latents.repeat(draws, *[1] * (batch.latents.dim() - 1))
-    noise = torch.randn(x0.shape, generator=gen)
-    t = module.objective.sample_timesteps(x0.shape[0], gen)
-    x_t = module.objective.add_noise(x0, noise, t)
-    text, mask = batch.text_embeds.repeat(draws, 1, 1), batch.text_mask.repeat(draws, 1)
-    out = {}
-    with torch.no_grad():
-        for name, (m, v) in variants.items():
-            v = {k: x.repeat(draws, *[1] * (x.dim() - 1)) if torch.is_tensor(x) else x for k, x in v.items()}
-            pred = m.model(x_t, t, text, text_mask=mask, **v)
-            out[name] = float(((pred.float() - noise) ** 2).mean())
-    return out
+    return teacher_forced_mse(module.objective, batch, variants, draws)
 
 
 def main(argv: list[str] | None = None) -> int:

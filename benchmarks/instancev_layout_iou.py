@@ -37,6 +37,7 @@ from vidgen.benchmark_runs import (
     export_weights,
     generate_clips,
     machine,
+    paired_difference,
     smoke_overrides,
     train_run,
     write_record,
@@ -68,13 +69,12 @@ def paired_subset(a: dict, b: dict, index: int, draws: int = 2000) -> dict:
     under a and b, and a - b with a bootstrap 95% interval over those instances."""
     keep = torch.tensor(a["index"]) == index
     ia, ib = torch.tensor(a["iou"])[keep], torch.tensor(b["iou"])[keep]
-    idx = torch.randint(len(ia), (draws, len(ia)), generator=torch.Generator().manual_seed(0))
-    diffs = (ia[idx] - ib[idx]).mean(1)
+    d = paired_difference(ia, ib, draws)
     return {
         "iou": [float(ia.mean()), float(ib.mean())],
-        "diff": float((ia - ib).mean()),
-        "diff_ci95": [float(diffs.quantile(0.025)), float(diffs.quantile(0.975))],
-        "instances": int(keep.sum()),
+        "diff": d["diff"],
+        "diff_ci95": d["ci95"],
+        "instances": d["instances"],
     }
 
 

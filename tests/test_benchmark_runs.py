@@ -1,4 +1,5 @@
-"""vidgen.benchmark_runs: held-out eval overrides and `--keep` reuse of completed runs."""
+"""vidgen.benchmark_runs: held-out eval overrides, `--keep` reuse of completed runs, paired intervals
+and the teacher-forced probe of the layout benchmarks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from vidgen import benchmark_runs
-from vidgen.benchmark_runs import exported, heldout_data, paired_difference, trained
+from vidgen.benchmark_runs import exported, heldout_data, paired_difference, teacher_forced_mse, trained
 
 
 def test_heldout_data_names_another_world_or_none():
@@ -51,3 +52,37 @@ def test_paired_difference_interval_is_over_the_instance_pairs():
     assert lo < noisy["diff"] < hi and 0.0 < lo and hi - lo < 0.15
     with pytest.raises(ValueError, match="same instances"):
         paired_difference(b, b[:10])
+
+
+class _Objective:
+    """x_t = x0 + noise; t drawn from the generator like a real objective's."""
+
+    def sample_timesteps(self, n, gen):
+        return torch.randint(0, 1000, (n,), generator=gen)
+
+    def add_noise(self, x0, noise, t):
+        return x0 + noise
+
+
+def test_teacher_forced_mse_shares_noise_across_variants_and_captions():
+    from types import SimpleNamespace
+
+    latents = torch.randn(3, 2, 1, 4, 4)
+    batch = SimpleNamespace(latents=latents, text_embeds=torch.zeros(3, 5, 8), text_mask=torch.ones(3, 5))
+
+    def model(x_t, t, text, text_mask=None, shift=None):
+        assert x_t.shape[0] == text.shape[0] == text_mask.shape[0] == t.shape[0] == 12  # 3 clips x 4 draws
+        out = 0.5 * x_t + text.mean()  # depends on the noise, so redrawn noise would show
+        return out if shift is None else out + shift.reshape(-1, 1, 1, 1, 1)
+
+    captions = {"": (batch.text_embeds, batch.text_mask), "null/": (torch.ones(3, 5, 8), torch.ones(3, 5))}
+    variants = {"a": (model, {}), "b": (model, {}), "shifted": (model, {"shift": torch.ones(3)})}
+    out = teacher_forced_mse(_Objective(), batch, variants, draws=4, captions=captions)
+    assert set(out) == {"a", "b", "shifted", "null/a", "null/b", "null/shifted"}
+    assert out["a"] == out["b"] and out["null/a"] == out["null/b"]  # the same (noise, t), bit for bit
+    noise = torch.randn(12, 2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    x0 = latents.repeat(4, 1, 1, 1, 1)
+    err = 0.5 * (x0 + noise) - noise
+    assert out["a"] == pytest.approx(float((err**2).mean()))
+    assert out["shifted"] == pytest.approx(float(((err + 1) ** 2).mean()))  # kwargs repeated per draw
+    assert out["null/a"] == pytest.approx(float(((err + 1) ** 2).mean()))  # the caption adds 1

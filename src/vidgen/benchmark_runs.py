@@ -127,6 +127,34 @@ def paired_difference(a, b, draws: int = 2000, seed: int = 0) -> dict:
     }
 
 
+def teacher_forced_mse(
+    objective, batch, variants: dict, draws: int = 8, captions: dict | None = None
+) -> dict:
+    """Teacher-forced epsilon MSE of each ``variants[name] = (model, kwargs)`` on ``batch``'s clips:
+    ``draws`` (noise, t) per clip, the same for every variant and caption, so differences between
+    variants are the conditioning's alone (the grounding probes of the layout benchmarks).
+    ``captions`` maps a key prefix to per-clip (text_embeds [B, L, D], text_mask [B, L]); default the
+    batch's own captions under ``""``. Tensor kwargs are per clip and repeated with the draws."""
+    import torch
+
+    def per_draw(x):
+        return x.repeat(draws, *[1] * (x.dim() - 1)) if torch.is_tensor(x) else x
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = per_draw(batch.latents)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = objective.sample_timesteps(x0.shape[0], gen)
+    x_t = objective.add_noise(x0, noise, t)
+    out = {}
+    with torch.no_grad():
+        for prefix, (text, mask) in (captions or {"": (batch.text_embeds, batch.text_mask)}).items():
+            for name, (model, kwargs) in variants.items():
+                kwargs = {k: per_draw(v) for k, v in kwargs.items()}
+                pred = model(x_t, t, per_draw(text), text_mask=per_draw(mask), **kwargs)
+                out[prefix + name] = float(((pred.float() - noise) ** 2).mean())
+    return out
+
+
 def machine() -> dict:
     import torch
 
