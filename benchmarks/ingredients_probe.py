@@ -15,6 +15,7 @@ same sampler noise as the right-ID fraction (paired):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -28,18 +29,29 @@ from vidgen.methods.ingredients.transform import ID_GLOBAL, ID_LOCAL, ID_VALID, 
 FACE_KEYS = (ID_GLOBAL, ID_LOCAL, ID_VALID)
 
 
+@contextlib.contextmanager
 def with_face_keep(module, keep: float):
     """A context in which ``module.face_inputs`` also passes face_keep = ``keep`` (0: no routed features)."""
     original = module.face_inputs
+    module.face_inputs = lambda b: {**original(b), "face_keep": torch.full((len(b),), keep)}
+    try:
+        yield
+    finally:
+        module.face_inputs = original
 
-    class _Ctx:
-        def __enter__(self):
-            module.face_inputs = lambda b: {**original(b), "face_keep": torch.full((len(b),), keep)}
 
-        def __exit__(self, *exc):
-            module.face_inputs = original
-
-    return _Ctx()
+def from_next_clip(batch, canvas: bool = False, features: bool = False, caption: bool = False):
+    """``batch`` with the chosen inputs (the canvas image latent, the routed face features, the caption)
+    taken from the next clip of the batch (rolled by one)."""
+    changes = {}
+    if canvas:
+        changes["image_latents"] = batch.image_latents.roll(-1, 0)
+    if features:
+        changes["extras"] = {**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}}
+    if caption:
+        changes["text_embeds"] = batch.text_embeds.roll(-1, 0)
+        changes["text_mask"] = batch.text_mask.roll(-1, 0)
+    return dataclasses.replace(batch, **changes)
 
 
 # `--ablations` (the first probe, kept for its recorded results)
@@ -51,11 +63,7 @@ def ablations(right_id, module, dm, batch, indices, seed: int) -> dict:
     no_caption = dataclasses.replace(
         batch, text_embeds=null, text_mask=module.null_text_mask[None].expand_as(batch.text_mask)
     )
-    swapped = dataclasses.replace(
-        batch,
-        image_latents=batch.image_latents.roll(-1, 0),
-        extras={**batch.extras, **{k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}},
-    )
+    swapped = from_next_clip(batch, canvas=True, features=True)
     next_refs = [dm.dataset.clip(i).face_ids for i in indices[1:] + indices[:1]]
     return {
         "no_caption": right_id(module, dm, no_caption, indices, seed),
@@ -83,22 +91,13 @@ def pathways(right_id, module, dm, batch, indices, seed: int) -> dict:
     ``other_noise``: the same inputs under other sampler noise."""
     own = [dm.dataset.clip(i).face_ids for i in indices]
     nxt = own[1:] + own[:1]
-    roll = {k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}
-    canvas = batch.image_latents.roll(-1, 0)
     swaps = {
-        "features_next": dataclasses.replace(batch, extras={**batch.extras, **roll}),
-        "canvas_next": dataclasses.replace(batch, image_latents=canvas),
-        "faces_next": dataclasses.replace(batch, image_latents=canvas, extras={**batch.extras, **roll}),
-        "caption_next": dataclasses.replace(
-            batch, text_embeds=batch.text_embeds.roll(-1, 0), text_mask=batch.text_mask.roll(-1, 0)
-        ),
-        "all_next": dataclasses.replace(  # every input of the next clip; only the sampler noise row stays
-            batch,
-            image_latents=canvas,
-            extras={**batch.extras, **roll},
-            text_embeds=batch.text_embeds.roll(-1, 0),
-            text_mask=batch.text_mask.roll(-1, 0),
-        ),
+        "features_next": from_next_clip(batch, features=True),
+        "canvas_next": from_next_clip(batch, canvas=True),
+        "faces_next": from_next_clip(batch, canvas=True, features=True),
+        "caption_next": from_next_clip(batch, caption=True),
+        # every input of the next clip; only the sampler noise row stays
+        "all_next": from_next_clip(batch, canvas=True, features=True, caption=True),
     }
     no_canvas = dataclasses.replace(batch, image_latents=torch.zeros_like(batch.image_latents))
     with with_face_keep(module, 0.0):
@@ -123,14 +122,11 @@ def face_use(module, batch, seed: int) -> dict:
     """Teacher-forced v-loss of the held-out clips at t = 250 / 500 / 750 (same noise) with their own
     faces, the next clip's (canvas, features, both) and without the routed features: the model uses a
     pathway when swapping or removing it raises the loss."""
-    roll = {k: batch.extras[k].roll(-1, 0) for k in FACE_KEYS}
     variants = {
         "own": batch,
-        "canvas_next": dataclasses.replace(batch, image_latents=batch.image_latents.roll(-1, 0)),
-        "features_next": dataclasses.replace(batch, extras={**batch.extras, **roll}),
-        "both_next": dataclasses.replace(
-            batch, image_latents=batch.image_latents.roll(-1, 0), extras={**batch.extras, **roll}
-        ),
+        "canvas_next": from_next_clip(batch, canvas=True),
+        "features_next": from_next_clip(batch, features=True),
+        "both_next": from_next_clip(batch, canvas=True, features=True),
     }
     out = {}
     for name, b in [*variants.items(), ("features_off", batch)]:
