@@ -64,6 +64,18 @@ from vidgen.benchmark_runs import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "gligen_layout.json"
+# --twin: `backbone.tiny_config` of the stand-in U-Net. The registry's tiny twin has one attention level
+# (8 x 8 latents) after one ResNet; `sd_levels` keeps SD1.5's layout (four levels, attention on the top
+# three, two layers per block: huggingface stable-diffusion-v1-5 unet/config.json) at tiny width, so the
+# gated blocks also sit at 4 x 4 and 2 x 2 and see the deep, zero-padded context SD1.5's do.
+TWINS = {
+    "tiny": [],
+    "sd_levels": [
+        "+backbone.tiny_config={block_out_channels:[32,64,64,64],layers_per_block:2,"
+        "down_block_types:[CrossAttnDownBlock2D,CrossAttnDownBlock2D,CrossAttnDownBlock2D,DownBlock2D],"
+        "up_block_types:[UpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D]}"
+    ],
+}
 
 
 def box_ap(videos, samples) -> tuple[float, float]:
@@ -249,8 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--probe-only", action="store_true", help="train the GLIGEN arm(s) and run the grounding probe only"
     )
+    parser.add_argument(
+        "--twin",
+        choices=sorted(TWINS),
+        default="tiny",
+        help="the stand-in backbone: the registry's tiny sd1.5 or sd_levels (SD1.5's level layout, miniature)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    twin = TWINS[args.twin]
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             batch = [f"train.global_batch_size={args.batch}"]
             return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed), *batch]
 
-        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps)], tmp / "pre", keep)
-        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}"]
+        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *twin], tmp / "pre", keep)
+        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *twin]
         results, ious = {}, {}
         if not args.probe_only:
             ft = trained(["exp=ft_sd15", *smoke("ft", args.steps), *base], tmp / "ft", keep)
@@ -276,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 args, [*plain, *base], None, ious, "pretrained_backbone"
             )
             results["ft_sd15"] = evaluate(
-                args, [*plain, f"backbone.weights={ft_weights}"], None, ious, "ft_sd15"
+                args, [*plain, f"backbone.weights={ft_weights}", *twin], None, ious, "ft_sd15"
             )
         probe = {}
         arms = {"gligen_sd15": []}

@@ -49,3 +49,23 @@ def test_face_mix_of_the_shapes_world():
     assert all(any(s.identity >= 0 for s in default.render_clip(i).specs) for i in range(6))
     with pytest.raises(ConfigError, match="data.face_prob=1.5"):
         ShapesDataModule(**kw, face_prob=1.5)
+
+
+SD_LEVELS = (
+    "+backbone.tiny_config={block_out_channels:[8,16],layers_per_block:2,norm_num_groups:4,"
+    "down_block_types:[CrossAttnDownBlock2D,CrossAttnDownBlock2D],up_block_types:[CrossAttnUpBlock2D,CrossAttnUpBlock2D]}"
+)
+
+
+def test_tiny_config_from_the_command_line_exports_and_reloads(tmp_path):
+    """A list-valued `+backbone.tiny_config` reaches diffusers as plain lists (its config.json is
+    written on export), and its weights load only with the same tiny_config, checked before loading."""
+    cfg = load_config(["exp=ft_sd15", "preset=smoke", SD_LEVELS])
+    model = method_class(cfg.method.name)(cfg).model.model
+    assert list(model.config.block_out_channels) == [8, 16] and model.config.layers_per_block == 2
+    model.save_pretrained(tmp_path / "unet")  # json.dumps of the config: a ListConfig fails here
+    tiny_config = {**cfg.backbone.tiny_config}
+    loaded = build_backbone("sd1.5", "tiny", weights=str(tmp_path), tiny_config=tiny_config)
+    assert torch.equal(loaded.model.conv_in.weight, model.conv_in.weight)
+    with pytest.raises(ConfigError, match=r"layers_per_block=2 .*tiny_config they were trained with"):
+        build_backbone("sd1.5", "tiny", weights=str(tmp_path))

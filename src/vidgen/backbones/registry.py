@@ -301,7 +301,8 @@ def build_backbone(
     weights the ``size`` config is instantiated with random init. A real-size model without weights must be asked for explicitly.
     The result is in eval mode (like ``from_pretrained``); Lightning switches it to train mode.
     ``tiny_config``: constructor kwargs merged over the registry's tiny config (``size="tiny"``
-    without weights only), e.g. a wider tiny model for the demo; the structural flags stay the family's.
+    only), e.g. a wider tiny model for the demo; the structural flags stay the family's. With
+    ``weights`` it is the shape those weights must have (checked before loading).
     """
     spec = get_backbone(spec_or_name)
     spec._check_size(size)
@@ -316,7 +317,7 @@ def build_backbone(
         from vidgen.backbones.weights_check import check_weights_config
 
         folder, sub = _resolve_weights(spec, weights)
-        check_weights_config(spec, folder / sub if sub else folder, str(weights), size)  # before loading
+        check_weights_config(spec, folder / sub if sub else folder, str(weights), size, tiny_config)  # before loading
         model = load_model(spec, weights, dtype)
     else:
         if size == "real" and init != "random":

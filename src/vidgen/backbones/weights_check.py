@@ -30,9 +30,12 @@ def _structural(value: Any) -> bool:
     )
 
 
-def size_mismatch(spec: Any, config: dict[str, Any], size: str) -> list[str]:
-    """`key: weights value != size's registry value` for every differing structural key."""
-    want = spec.config_for(size)
+def size_mismatch(
+    spec: Any, config: dict[str, Any], size: str, tiny_config: dict[str, Any] | None = None
+) -> list[str]:
+    """`key: weights value != size's registry value` for every differing structural key
+    (``tiny_config`` merged over the tiny config: weights trained with `backbone.tiny_config`)."""
+    want = {**spec.config_for(size), **(tiny_config or {})} if size == "tiny" else spec.config_for(size)
     return [
         f"{k}={config[k]} (backbone.size={size}: {want[k]})"
         for k in sorted(set(config) & set(want) - set(METHOD_KEYS))
@@ -40,8 +43,11 @@ def size_mismatch(spec: Any, config: dict[str, Any], size: str) -> list[str]:
     ]
 
 
-def check_weights_config(spec: Any, folder: Path, weights: str, size: str) -> None:
-    """Refuse `folder/config.json` when it is not this backbone's model class or not `size`."""
+def check_weights_config(
+    spec: Any, folder: Path, weights: str, size: str, tiny_config: dict[str, Any] | None = None
+) -> None:
+    """Refuse `folder/config.json` when it is not this backbone's model class or not `size` (at
+    size tiny: the tiny config with ``tiny_config`` merged over it)."""
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -59,13 +65,14 @@ def check_weights_config(spec: Any, folder: Path, weights: str, size: str) -> No
             f"{spec.name}. Fix: point backbone.weights at the diffusers pipeline folder or its "
             f"{spec.weights_subfolder}/ subfolder."
         )
-    diff = size_mismatch(spec, config, size)
+    diff = size_mismatch(spec, config, size, tiny_config)
     if diff:
         other = [s for s in ("tiny", "real") if s != size and not size_mismatch(spec, config, s)]
         fix = (
             f"set backbone.size={other[0]} (the size these weights have)"
             if other
             else f"use weights of {spec.name} at backbone.size={size}"
+            + (" (with the +backbone.tiny_config they were trained with)" if size == "tiny" else "")
         )
         shown = ", ".join(diff[:SHOWN]) + (f" and {len(diff) - SHOWN} more" if len(diff) > SHOWN else "")
         raise ConfigError(

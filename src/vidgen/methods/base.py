@@ -70,7 +70,8 @@ class DiffusionModule(L.LightningModule):
             weights=b.weights,
             init=b.init,
             gradient_checkpointing=b.gradient_checkpointing,
-            tiny_config=b.tiny_config,
+            # plain lists and dicts: diffusers writes the constructor kwargs to config.json on export
+            tiny_config=OmegaConf.to_container(b.tiny_config) if b.tiny_config is not None else None,
         )
 
     @classmethod
