@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 from vidgen.benchmark_runs import (
+    SD15_TWINS,
     exported,
     generate_clips,
     heldout_data,
@@ -64,18 +65,6 @@ from vidgen.benchmark_runs import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "gligen_layout.json"
-# --twin: `backbone.tiny_config` of the stand-in U-Net. The registry's tiny twin has one attention level
-# (8 x 8 latents) after one ResNet; `sd_levels` keeps SD1.5's layout (four levels, attention on the top
-# three, two layers per block: huggingface stable-diffusion-v1-5 unet/config.json) at tiny width, so the
-# gated blocks also sit at 4 x 4 and 2 x 2 and see the deep, zero-padded context SD1.5's do.
-TWINS = {
-    "tiny": [],
-    "sd_levels": [
-        "+backbone.tiny_config={block_out_channels:[32,64,64,64],layers_per_block:2,"
-        "down_block_types:[CrossAttnDownBlock2D,CrossAttnDownBlock2D,CrossAttnDownBlock2D,DownBlock2D],"
-        "up_block_types:[UpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D]}"
-    ],
-}
 
 
 def box_ap(videos, samples) -> tuple[float, float]:
@@ -263,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--twin",
-        choices=sorted(TWINS),
+        choices=sorted(SD15_TWINS),
         default="tiny",
         help="the stand-in backbone: the registry's tiny sd1.5 or sd_levels (SD1.5's level layout, miniature)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    twin = TWINS[args.twin]
+    twin = SD15_TWINS[args.twin]
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,20 @@ import json
 import platform
 from pathlib import Path
 
+# The layout benchmarks' --twin: `backbone.tiny_config` of the stand-in sd1.5 U-Net. The registry's
+# tiny twin has one attention level (8 x 8 latents) after one ResNet; `sd_levels` keeps SD1.5's layout
+# (four levels, attention on the top three, two layers per block: stable-diffusion-v1-5
+# unet/config.json) at tiny width, so gated blocks also sit at 4 x 4 and 2 x 2 and see the deep,
+# zero-padded context SD1.5's do.
+SD15_TWINS = {
+    "tiny": [],
+    "sd_levels": [
+        "+backbone.tiny_config={block_out_channels:[32,64,64,64],layers_per_block:2,"
+        "down_block_types:[CrossAttnDownBlock2D,CrossAttnDownBlock2D,CrossAttnDownBlock2D,DownBlock2D],"
+        "up_block_types:[UpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D,CrossAttnUpBlock2D]}"
+    ],
+}
+
 
 def smoke_overrides(run_dir: Path, steps: int, lr: float, num_clips: int, seed: int) -> list[str]:
     """A `preset=smoke` run of ``steps`` optimizer steps at a constant ``lr`` (20 warm-up steps),
