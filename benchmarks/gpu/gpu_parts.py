@@ -27,6 +27,11 @@ METHOD_OVERHEAD: list[tuple[str, str, float | None, str | None]] = [
     ("jdm", "jdm_modelscope", 0.88, None),  # JDM Table 6
     ("instancev", "instancev_wan", 9.14, "benchmarks/instancev_overhead.py"),  # InstanceV Table 1
     ("stiv", "stiv_t2v_xl", None, None),
+    # InstanceV Table 1's baseline rows (Time Cost %): on the methods' own SD1.5 and on Wan2.1-1.3B
+    ("gligen", "gligen_sd15", 96.83, None),
+    ("gligen", "gligen_wan", 96.83, None),
+    ("instancediffusion", "instancediffusion_sd15", 115.69, None),
+    ("instancediffusion", "instancediffusion_wan", 115.69, None),
 ]
 
 # The training-step benchmark: CogVideoX-2B at 49 x 480 x 720, batch 1, bf16-mixed, gradient
