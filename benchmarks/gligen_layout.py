@@ -35,6 +35,9 @@ one core): batch 16, 4,096 training clips, 4,000 + 3,000 steps at lr 1e-3, 64 he
    tokens it covers only as far as they do.
 `--probe-only` trains only the GLIGEN arm(s) and runs the probe (no fine-tuning arm, no sampling).
 `--keep DIR` keeps the run folders in DIR and reuses the completed ones (deterministic in their seeds).
+`--twin sd_levels`: a stand-in U-Net with SD1.5's level layout (vidgen.benchmark_runs.SD15_TWINS);
+`--background-ramp A`: the world's backgrounds ramp with position (data.background_ramp), so a
+denoiser has a use for where a token is.
 Writes benchmarks/results/gligen_layout.json (``--out``); exits 1 unless GLIGEN (tau 0.3) beats ft_sd15
 on layout IoU (interval above 0) and on box AP50.
 """
@@ -256,9 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         default="tiny",
         help="the stand-in backbone: the registry's tiny sd1.5 or sd_levels (SD1.5's level layout, miniature)",
     )
+    parser.add_argument(
+        "--background-ramp",
+        type=float,
+        default=0.0,
+        help="data.background_ramp of every run and of the eval world (0: the flat shapes world)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    twin = SD15_TWINS[args.twin]
+    # the stand-in backbone and world, on every run, evaluation and probe
+    twin = [*SD15_TWINS[args.twin], *([f"data.background_ramp={args.background_ramp}"] if args.background_ramp else [])]
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:

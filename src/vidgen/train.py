@@ -65,6 +65,7 @@ def build_datamodule(cfg: DictConfig, spec: BackboneSpec, micro_batch_size: int 
             face_prob=float(d.face_prob),
             min_faces=int(d.min_faces),
             small_overlap=bool(d.get("small_overlap", False)),
+            background_ramp=float(d.get("background_ramp", 0.0)),
             image_condition=True,
             seed=int(d.seed),
             micro_batch_size=micro,

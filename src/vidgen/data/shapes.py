@@ -21,7 +21,11 @@ which seeds from SHA-512, so it is identical across processes and machines):
   rendered aligned at S x S (outside the face disc: 0, i.e. mid grey);
 - pixels are float32 in [-1, 1], layout [3, F, H, W];
 - `small_overlap=True` (off by default): every clip's instance 1 is a small shape on top of a
-  large instance 0 (`shapes_layouts.small_on_large`, InstanceV Sec. 4.3's case).
+  large instance 0 (`shapes_layouts.small_on_large`, InstanceV Sec. 4.3's case);
+- `background_ramp=a` (0, off, by default): the background colour gains a ramp of amplitude `a` in
+  [0, 1] units, red across the columns and blue down the rows (`bg + a * (x / W - 0.5, 0, y / H - 0.5)`),
+  so the background says where a pixel is, as a photograph's sky and ground do; a denoiser of the flat
+  world has no use for a token's absolute position (docs/methods/gligen.md, section 5).
 """
 
 from __future__ import annotations
@@ -217,6 +221,7 @@ class ShapesWorld:
         min_faces: int = 1,
         crop_size: int = FACE_CROP_SIZE,
         small_overlap: bool = False,
+        background_ramp: float = 0.0,
     ):
         if frames < 1 or height < 4 or width < 4:
             raise ValueError(f"shapes world needs frames >= 1 and height, width >= 4 (got {frames}x{height}x{width})")
@@ -224,7 +229,10 @@ class ShapesWorld:
             raise ValueError(f"max_instances must be >= 1 (got {max_instances})")
         if small_overlap and not 2 <= max_instances <= 6:
             raise ValueError(f"small_overlap needs 2 <= max_instances <= 6 (got {max_instances})")
+        if not 0.0 <= background_ramp <= 0.5:
+            raise ValueError(f"background_ramp must be in [0, 0.5] (got {background_ramp})")
         self.small_overlap = small_overlap
+        self.background_ramp = float(background_ramp)
         self.frames, self.height, self.width = frames, height, width
         self.max_instances = max_instances
         self.seed = seed
@@ -334,6 +342,10 @@ class ShapesWorld:
 
         bg = torch.tensor(BACKGROUNDS[background], dtype=torch.float32) * 2 - 1
         video = bg.view(3, 1, 1, 1).expand(3, f, h, w).clone()
+        if self.background_ramp:  # [-1, 1] units: twice the [0, 1] amplitude
+            a = 2 * self.background_ramp
+            video[0] += a * (self._xs / w - 0.5)
+            video[2] += a * (self._ys / h - 0.5)
         label = torch.full((f, h, w), -1, dtype=torch.long)
         depth = torch.zeros(f, h, w)
         order = sorted(range(n), key=lambda i: specs[i].depth)  # far to near

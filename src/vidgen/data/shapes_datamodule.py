@@ -132,6 +132,7 @@ class ShapesDataModule(VideoDataModule):
         face_prob: float = 0.25,
         min_faces: int = 1,
         small_overlap: bool = False,
+        background_ramp: float = 0.0,
         num_workers: int = 0,
         cache: bool = True,
         val_samples: int = 0,
@@ -166,6 +167,10 @@ class ShapesDataModule(VideoDataModule):
             )
         if max_instances < 1:
             raise ConfigError(f"data.max_instances={max_instances} must be >= 1")
+        if not 0.0 <= background_ramp <= 0.5:
+            raise ConfigError(
+                f"data.background_ramp={background_ramp} must be in [0, 0.5] (0: flat backgrounds). Fix: data.background_ramp=0.2"
+            )
         if small_overlap and not 2 <= max_instances <= 6:
             raise ConfigError(
                 f"data.small_overlap=true puts a small instance on a large one in every clip, so it needs "
@@ -183,6 +188,7 @@ class ShapesDataModule(VideoDataModule):
         self.world = ShapesWorld(
             self.frames, self.height, self.width, max_instances=max_instances, seed=self.seed,
             face_prob=float(face_prob), min_faces=int(min_faces), small_overlap=bool(small_overlap),
+            background_ramp=float(background_ramp),
         )
         # The codec and the text embedder play the role of pretrained models: their seeds are fixed
         # (not the data seed), so a checkpoint trained on one shapes dataset samples with another.

@@ -31,6 +31,9 @@ class ShapesData(Section):
         False,
         description="true or false (a small instance on a large one in every clip; needs max_instances 2-6)",
     )
+    background_ramp: float = Field(
+        0.0, ge=0, le=0.5, description="a number in [0, 0.5] (0: flat backgrounds; >0: a position ramp)"
+    )
 
 
 class ShardsData(Section):
