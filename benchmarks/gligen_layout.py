@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     # the stand-in backbone and world, on every run, evaluation and probe
-    twin = [*SD15_TWINS[args.twin], *([f"data.background_ramp={args.background_ramp}"] if args.background_ramp else [])]
+    ramp = [f"data.background_ramp={args.background_ramp}"] if args.background_ramp else []
+    stand_in = [*SD15_TWINS[args.twin], *ramp]
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             batch = [f"train.global_batch_size={args.batch}"]
             return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed), *batch]
 
-        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *twin], tmp / "pre", keep)
-        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *twin]
+        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *stand_in], tmp / "pre", keep)
+        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *stand_in]
         results, ious = {}, {}
         if not args.probe_only:
             ft = trained(["exp=ft_sd15", *smoke("ft", args.steps), *base], tmp / "ft", keep)
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 args, [*plain, *base], None, ious, "pretrained_backbone"
             )
             results["ft_sd15"] = evaluate(
-                args, [*plain, f"backbone.weights={ft_weights}", *twin], None, ious, "ft_sd15"
+                args, [*plain, f"backbone.weights={ft_weights}", *stand_in], None, ious, "ft_sd15"
             )
         probe = {}
         arms = {"gligen_sd15": []}

@@ -69,3 +69,5 @@ def test_tiny_config_from_the_command_line_exports_and_reloads(tmp_path):
     assert torch.equal(loaded.model.conv_in.weight, model.conv_in.weight)
     with pytest.raises(ConfigError, match=r"layers_per_block=2 .*tiny_config they were trained with"):
         build_backbone("sd1.5", "tiny", weights=str(tmp_path))
+    with pytest.raises(ConfigError, match="applies to backbone.size=tiny only"):  # not ignored with weights
+        build_backbone("sd1.5", "real", weights=str(tmp_path), tiny_config=tiny_config)

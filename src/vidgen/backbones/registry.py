@@ -189,10 +189,6 @@ def _instantiate(spec: BackboneSpec, config: dict) -> nn.Module:
 
 
 def _instantiate_sized(spec: BackboneSpec, size: str, tiny_config: dict) -> nn.Module:
-    if tiny_config and size != "tiny":
-        raise ConfigError(
-            f"backbone.tiny_config={tiny_config} applies to backbone.size=tiny only (got size={size!r}); drop it"
-        )
     config = {**spec.config_for(size), **tiny_config}
     try:
         return _instantiate(spec, config)
@@ -306,6 +302,10 @@ def build_backbone(
     """
     spec = get_backbone(spec_or_name)
     spec._check_size(size)
+    if tiny_config and size != "tiny":  # with weights too: it would be ignored silently
+        raise ConfigError(
+            f"backbone.tiny_config={tiny_config} applies to backbone.size=tiny only (got size={size!r}); drop it"
+        )
     if init not in INITS:
         raise ConfigError(f"backbone.init={init!r} is not valid; use one of {', '.join(INITS)}")
     if weights is not None and init == "random":
