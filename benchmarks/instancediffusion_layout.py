@@ -30,6 +30,9 @@ scored on themselves, pretraining with `method=finetune` under instancediffusion
 `--twin sd_levels --batch 16 --num-clips 4096 --pre-steps 4000 --steps 3000 --keep DIR`, with DIR a
 `gligen_layout.py --twin sd_levels --keep DIR` folder, reuses its pretrained and fine-tuned U-Nets: both
 methods then start from the same backbone and are scored against the same `ft_sd15`.
+`--background-ramp A` trains and scores on the world with `data.background_ramp=A` (as gligen_layout.py);
+`--ft-steps N` trains the `ft_sd15` baseline N steps instead of `--steps` (a longer baseline than the
+arms is the conservative comparison: used to score against GLIGEN's 20,000-step `ft_sd15`).
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pre-steps", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument(
+        "--ft-steps", type=int, default=None, help="steps of the ft_sd15 baseline (default: --steps)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--num-clips", type=int, default=256)
     # 64, not gligen_layout.py's 16: 16 images left the AP columns and MIS to a handful of instances
@@ -119,9 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         default="tiny",
         help="the stand-in backbone: the registry's tiny sd1.5 or sd_levels (SD1.5's level layout, miniature)",
     )
+    parser.add_argument(
+        "--background-ramp",
+        type=float,
+        default=0.0,
+        help="data.background_ramp of every run and of the eval world (0: the flat shapes world)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    twin = SD15_TWINS[args.twin]
+    if args.ft_steps is None:
+        args.ft_steps = args.steps
+    # the stand-in backbone and world, on every run, evaluation and probe
+    ramp = [f"data.background_ramp={args.background_ramp}"] if args.background_ramp else []
+    stand_in = [*SD15_TWINS[args.twin], *ramp]
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             batch = [f"train.global_batch_size={args.batch}"] if args.batch else []
             return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed), *batch]
 
-        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *twin], tmp / "pre", keep)
-        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *twin]
-        ft = trained(["exp=ft_sd15", *smoke("ft", args.steps), *base], tmp / "ft", keep)
+        pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *stand_in], tmp / "pre", keep)
+        base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *stand_in]
+        ft = trained(["exp=ft_sd15", *smoke("ft", args.ft_steps), *base], tmp / "ft", keep)
         pool = f"method.phrase_pool={args.phrase_pool}"
         plain = [
             EXP,
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         scored = {
             "pretrained_backbone": evaluate(args, [*plain, *base], None),
-            "ft_sd15": evaluate(args, [*plain, f"backbone.weights={exported(ft, tmp / 'ft_export', keep)}", *twin], None),
+            "ft_sd15": evaluate(args, [*plain, f"backbone.weights={exported(ft, tmp / 'ft_export', keep)}", *stand_in], None),
         }  # fmt: skip
         probe = {}
         for name, extra in (
