@@ -34,6 +34,8 @@ one core): batch 16, 4,096 training clips, 4,000 + 3,000 steps at lr 1e-3, 64 he
    read-out of (row, column), `position_decodability`). GLIGEN's attention can route a box to the
    tokens it covers only as far as they do.
 `--probe-only` trains only the GLIGEN arm(s) and runs the probe (no fine-tuning arm, no sampling).
+`--probe-every N`: the GLIGEN arms keep a checkpoint every N steps and the held-out probe also runs on
+each (``eval_clips_by_step``): when, in training, the boxes start to be read.
 `--keep DIR` keeps the run folders in DIR and reuses the completed ones (deterministic in their seeds).
 `--twin sd_levels`: a stand-in U-Net with SD1.5's level layout (vidgen.benchmark_runs.SD15_TWINS);
 `--background-ramp A`: the world's backgrounds ramp with position (data.background_ramp), so a
@@ -265,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="data.background_ramp of every run and of the eval world (0: the flat shapes world)",
     )
+    parser.add_argument(
+        "--probe-every",
+        type=int,
+        default=0,
+        help="GLIGEN arms checkpoint every N steps; the held-out probe runs on each (0: the last only)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     # the stand-in backbone and world, on every run, evaluation and probe
@@ -275,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.keep or Path(tmp)
 
-        def smoke(name: str, steps: int) -> list[str]:
+        def smoke(name: str, steps: int, every: int = 0) -> list[str]:
             batch = [f"train.global_batch_size={args.batch}"]
-            return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed), *batch]
+            return [*smoke_overrides(tmp / name, steps, args.lr, args.num_clips, args.seed, every), *batch]
 
         pre = trained(["exp=ft_sd15", *smoke("pre", args.pre_steps), *stand_in], tmp / "pre", keep)
         base = [f"backbone.weights={exported(pre, tmp / 'pretrained', keep)}", *stand_in]
@@ -302,7 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.visual_position_arm:
             arms["gligen_sd15_sincos"] = ["method.visual_position=sincos"]
         for name, extra in arms.items():
-            ov = ["exp=gligen_sd15", *smoke(name, args.steps), *base, "method.phrase_pool=mean", *extra]
+            ov = [
+                "exp=gligen_sd15",
+                *smoke(name, args.steps, args.probe_every),
+                *base,
+                "method.phrase_pool=mean",
+                *extra,
+            ]
             ckpt = trained(ov, tmp / name, keep) / "checkpoints" / "last.ckpt"
             if not args.probe_only:
                 results[name] = evaluate(args, ov, ckpt, ious, name)
@@ -325,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
                     [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)], ckpt, args.eval_samples
                 ),
             }
+            if args.probe_every:
+                probe[name]["eval_clips_by_step"] = {
+                    step: grounding_probe(
+                        [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)],
+                        ckpt.parent / f"step={step}.ckpt",
+                        args.eval_samples,
+                    )
+                    for step in range(args.probe_every, args.steps, args.probe_every)
+                }
         positions = position_decodability(
             ["exp=gligen_sd15", "preset=smoke", "logger=none", "method.phrase_pool=mean", *base]
         )

@@ -26,15 +26,17 @@ SD15_TWINS = {
 }
 
 
-def smoke_overrides(run_dir: Path, steps: int, lr: float, num_clips: int, seed: int) -> list[str]:
+def smoke_overrides(
+    run_dir: Path, steps: int, lr: float, num_clips: int, seed: int, checkpoint_every: int = 0
+) -> list[str]:
     """A `preset=smoke` run of ``steps`` optimizer steps at a constant ``lr`` (20 warm-up steps),
-    one checkpoint at the end, no evaluation during training."""
+    no evaluation during training; one checkpoint at the end, or one every ``checkpoint_every`` steps."""
     return [
         "preset=smoke",
         "logger=none",
         f"run.dir={run_dir}",
         f"train.max_steps={steps}",
-        f"train.checkpoint_every={max(steps, 1)}",
+        f"train.checkpoint_every={checkpoint_every or max(steps, 1)}",
         "train.eval_at_end=false",
         "schedule=constant_with_warmup",
         "schedule.warmup_steps=20",
