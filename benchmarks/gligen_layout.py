@@ -64,6 +64,7 @@ from vidgen.benchmark_runs import (
     machine,
     paired_difference,
     smoke_overrides,
+    stand_in_overrides,
     teacher_forced_mse,
     trained,
     write_record,
@@ -276,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     # the stand-in backbone and world, on every run, evaluation and probe
-    ramp = [f"data.background_ramp={args.background_ramp}"] if args.background_ramp else []
-    stand_in = [*SD15_TWINS[args.twin], *ramp]
+    stand_in = stand_in_overrides(args.twin, args.background_ramp)
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -331,22 +331,23 @@ def main(argv: list[str] | None = None) -> int:
                 *base,
                 *extra,
             ]
+            held_out = [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)]
             probe[name] = {
                 "train_clips": grounding_probe(
                     [*probe_ov, f"data.num_clips={args.num_clips}"], ckpt, args.eval_samples
                 ),
-                "eval_clips": grounding_probe(
-                    [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)], ckpt, args.eval_samples
-                ),
+                "eval_clips": grounding_probe(held_out, ckpt, args.eval_samples),
             }
             if args.probe_every:
-                probe[name]["eval_clips_by_step"] = {
-                    step: grounding_probe(
-                        [*probe_ov, *heldout_data(args.eval_seed, args.eval_samples)],
-                        ckpt.parent / f"step={step}.ckpt",
-                        args.eval_samples,
+                steps = range(args.probe_every, args.steps, args.probe_every)
+                missing = [c for step in steps if not (c := ckpt.parent / f"step={step}.ckpt").is_file()]
+                if missing:  # a --keep run trained without --probe-every
+                    raise SystemExit(
+                        f"--probe-every {args.probe_every}: no checkpoint {missing[0]}; retrain {ckpt.parent.parent} with it"
                     )
-                    for step in range(args.probe_every, args.steps, args.probe_every)
+                probe[name]["eval_clips_by_step"] = {
+                    step: grounding_probe(held_out, ckpt.parent / f"step={step}.ckpt", args.eval_samples)
+                    for step in steps
                 }
         positions = position_decodability(
             ["exp=gligen_sd15", "preset=smoke", "logger=none", "method.phrase_pool=mean", *base]

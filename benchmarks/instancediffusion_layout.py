@@ -54,6 +54,7 @@ from vidgen.benchmark_runs import (
     machine,
     paired_difference,
     smoke_overrides,
+    stand_in_overrides,
     teacher_forced_mse,
     trained,
     write_record,
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", type=Path, default=None, help="run folders here (not a temp dir); completed runs are reused"
     )
-    parser.add_argument("--batch", type=int, default=None, help="global batch of every training run (preset's: 2)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="global batch of every training run (preset's: 2)"
+    )
     parser.add_argument(
         "--twin",
         choices=sorted(SD15_TWINS),
@@ -136,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ft_steps is None:
         args.ft_steps = args.steps
     # the stand-in backbone and world, on every run, evaluation and probe
-    ramp = [f"data.background_ramp={args.background_ramp}"] if args.background_ramp else []
-    stand_in = [*SD15_TWINS[args.twin], *ramp]
+    stand_in = stand_in_overrides(args.twin, args.background_ramp)
     start = time.time()
     keep = args.keep is not None
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,26 @@ def test_trained_reuses_only_a_completed_run_and_only_with_keep(tmp_path, monkey
     assert trained(["a=2"], run, keep=True) == tmp_path / "new" and calls[-1] == ["a=2"]
 
 
+def test_trained_refuses_a_kept_run_of_another_length(tmp_path, monkeypatch):
+    from vidgen.errors import ConfigError
+
+    monkeypatch.setattr(benchmark_runs, "train_run", lambda ov: tmp_path / "new")
+    run = tmp_path / "ft"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "max_steps": 3000}))
+    assert trained(["train.max_steps=3000"], run, keep=True) == run
+    with pytest.raises(
+        ConfigError, match=r"ft: the kept run trained max_steps=3000, this benchmark asks for 20000"
+    ):
+        trained(["train.max_steps=20000"], run, keep=True)
+
+
+def test_stand_in_overrides_name_the_twin_and_the_world():
+    assert benchmark_runs.stand_in_overrides("tiny", 0.0) == []
+    assert benchmark_runs.stand_in_overrides("tiny", 0.2) == ["data.background_ramp=0.2"]
+    assert benchmark_runs.stand_in_overrides("sd_levels", 0.0) == benchmark_runs.SD15_TWINS["sd_levels"]
+
+
 def test_exported_reuses_a_non_empty_export_only_with_keep(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(benchmark_runs, "export_weights", lambda run, out: calls.append(run) or out)

@@ -26,6 +26,13 @@ SD15_TWINS = {
 }
 
 
+def stand_in_overrides(twin: str, background_ramp: float) -> list[str]:
+    """The layout benchmarks' stand-in backbone (``--twin``) and world (``--background-ramp``): the
+    overrides every run, evaluation and probe of one benchmark shares."""
+    ramp = [f"data.background_ramp={background_ramp}"] if background_ramp else []
+    return [*SD15_TWINS[twin], *ramp]
+
+
 def smoke_overrides(
     run_dir: Path, steps: int, lr: float, num_clips: int, seed: int, checkpoint_every: int = 0
 ) -> list[str]:
@@ -55,10 +62,19 @@ def train_run(overrides: list[str]) -> Path:
 
 def trained(overrides: list[str], run_dir: Path, keep: bool) -> Path:
     """The run of ``overrides`` in ``run_dir``; with ``keep`` (a benchmark's ``--keep DIR``) a completed
-    run already there is reused (the runs are deterministic in their seeds)."""
+    run already there is reused (the runs are deterministic in their seeds), but only if it trained the
+    ``train.max_steps`` asked for: an arm of another length would be compared silently."""
+    from vidgen.errors import ConfigError
     from vidgen.runs import read_summary
 
-    if keep and read_summary(run_dir).get("status") == "completed":
+    summary = read_summary(run_dir)
+    if keep and summary.get("status") == "completed":
+        asked = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
+        if asked and str(summary.get("max_steps")) != asked[-1]:
+            raise ConfigError(
+                f"{run_dir}: the kept run trained max_steps={summary.get('max_steps')}, this benchmark asks "
+                f"for {asked[-1]}; move the folder out of --keep or ask for its steps"
+            )
         return run_dir
     return train_run(overrides)
 
