@@ -20,7 +20,9 @@ ceiling (ground truth through the codec) and the ground truth against another cl
 `--probe`: after stage 1 and each arm, which input carries the identity and what the router does at
 inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
 AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
-the world (`--seeds` change only the model's seed: every seed sees the same clips and split).
+the world (`--seeds` change only the model's seed: every seed sees the same clips and split);
+`--keep DIR`: the backbone, stage 1 and each arm are saved (safetensors + record) and reused by a later
+run with the same arguments, so new probes or arms need not retrain hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed; no stage 2: 0).
 """
@@ -38,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from vidgen.config import load_config
 from vidgen.data.sample import collate
@@ -141,6 +144,51 @@ def load_backbone(module: IngredientsModule, state: dict) -> None:
     module.model.model.load_state_dict(source, strict=False)
 
 
+# --keep: the arguments each kept phase's weights depend on (a kept phase trained otherwise is refused)
+KEEP_BACKBONE = (
+    "pool", "clips", "eval_clips", "min_faces", "heads", "head_dim", "size", "world_seed", "plain_captions",
+    "batch", "pre_steps", "pre_lr",
+)  # fmt: skip
+KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every")
+KEEP_STAGE2 = ("stage2_steps", "eval_every")
+
+
+def kept(args, seed: int, name: str, fingerprint: dict, make) -> tuple[dict, dict]:
+    """``--keep DIR``: one phase's weights and record, trained by ``make()`` once and reused after.
+
+    ``DIR/seed<seed>/<name>.safetensors`` + ``<name>.json`` (written atomically, JSON last); a kept
+    phase whose arguments differ from this run's is refused with the file and the differing fields,
+    so a long run's backbone and stage 1 survive a later failure and feed new probes or arms."""
+    if args.keep is None:
+        return make()
+    folder = args.keep / f"seed{seed}"
+    weights, record_file = folder / f"{name}.safetensors", folder / f"{name}.json"
+    fingerprint = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in fingerprint.items()}
+    if record_file.exists():
+        kept_run = json.loads(record_file.read_text())
+        differ = {
+            k: (kept_run["fingerprint"].get(k), v)
+            for k, v in fingerprint.items()
+            if kept_run["fingerprint"].get(k) != v
+        }
+        if differ:
+            raise SystemExit(
+                f"{record_file}: the kept {name} was trained with other arguments (kept, asked): {differ}; "
+                "pass another --keep folder"
+            )
+        print(f"seed {seed}: {name} reused from {weights}", flush=True)
+        return load_file(str(weights)), kept_run["record"]
+    state, record = make()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_suffix(".tmp")
+    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(weights)
+    tmp = record_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "record": record}, indent=2) + "\n")
+    tmp.replace(record_file)
+    return state, record
+
+
 def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000) -> list[float]:
     """95 % percentile interval of sum(right) / sum(total) over regions drawn with replacement
     (``right`` may be a difference of two scores of the same regions: a paired interval)."""
@@ -234,38 +282,52 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
     if len(multi) < args.clips + args.eval_clips:
         raise SystemExit(f"only {len(multi)} of {args.pool} clips have 2-3 IDs; raise --pool")
     train_idx, held_out = multi[: args.clips], multi[args.clips : args.clips + args.eval_clips]
-    pre_losses = train(pre, [pre_dm.dataset[i] for i in train_idx], args.pre_steps, args.pre_lr, args, seed)
-    backbone = {k: v.detach().clone() for k, v in pre.model.model.state_dict().items()}
+
+    def pretrain():
+        losses = train(pre, [pre_dm.dataset[i] for i in train_idx], args.pre_steps, args.pre_lr, args, seed)
+        return pre.model.model.state_dict(), {"loss_first": losses[0], "loss_last": losses[-1]}
+
+    fingerprint = {k: getattr(args, k) for k in KEEP_BACKBONE}
+    backbone, pre_record = kept(args, seed, "backbone", fingerprint, pretrain)
 
     module, dm = stage(args, seed, tmp / "s1", 1)
-    load_backbone(module, backbone)
     samples = [dm.dataset[i] for i in train_idx]
     eval_batch = collate([dm.dataset[i] for i in held_out])
-    s1_curve = []
-    s1_losses = train(
-        module,
-        samples,
-        args.stage1_steps,
-        args.lr,
-        args,
-        seed,
-        on_eval=lambda step: s1_curve.append(
-            [
-                step,
-                right_id(module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage1_{step}")),
-            ]
-        ),
-        every=args.stage1_eval_every,
-    )
-    stage1 = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+    def stage1_train():
+        load_backbone(module, backbone)
+        curve = []
+        losses = train(
+            module,
+            samples,
+            args.stage1_steps,
+            args.lr,
+            args,
+            seed,
+            on_eval=lambda step: curve.append(
+                [
+                    step,
+                    right_id(
+                        module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage1_{step}")
+                    ),
+                ]
+            ),
+            every=args.stage1_eval_every,
+        )
+        return module.model.state_dict(), {"loss_first": losses[0], "loss_last": losses[-1], "curve": curve}
+
+    fingerprint |= {k: getattr(args, k) for k in KEEP_STAGE1}
+    stage1, s1_record = kept(args, seed, "stage1", fingerprint, stage1_train)
+    module.model.load_state_dict(stage1)
+    s1_curve = s1_record["curve"]
     result = {
         "clips": {"train": train_idx, "held_out": held_out},
         "references": references_check(dm, held_out, seed),
-        "pretrain": {"steps": args.pre_steps, "loss_first": pre_losses[0], "loss_last": pre_losses[-1]},
+        "pretrain": {"steps": args.pre_steps, **pre_record},
         "stage1": {
             "steps": args.stage1_steps,
-            "loss_first": s1_losses[0],
-            "loss_last": s1_losses[-1],
+            "loss_first": s1_record["loss_first"],
+            "loss_last": s1_record["loss_last"],
             "right_id_curve": s1_curve,
             "right_id": s1_curve[-1][1],
             "ablations": ingredients_probe.ablations(right_id, module, dm, eval_batch, held_out, seed)
@@ -285,16 +347,24 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
     for kind in ("ce", "none"):
         module, dm = stage(args, seed, tmp / kind, 2, f"method.routing_loss={kind}")
         module.model.load_state_dict(stage1)  # stage 2 from stage 1 (method.init.from in real runs)
-        curve = []
-        train(
-            module,
-            samples,
-            args.stage2_steps,
-            args.lr,
-            args,
-            seed,
-            on_eval=lambda step, m=module, c=curve: c.append([step, m.teacher_forced_routing(eval_batch)]),
-        )
+
+        def stage2_train(m=module):
+            c = []
+            train(
+                m,
+                samples,
+                args.stage2_steps,
+                args.lr,
+                args,
+                seed,
+                on_eval=lambda step: c.append([step, m.teacher_forced_routing(eval_batch)]),
+            )
+            return m.model.state_dict(), {"curve": c}
+
+        arm_print = fingerprint | {k: getattr(args, k) for k in KEEP_STAGE2}
+        state, record = kept(args, seed, f"stage2_{kind}", arm_print, stage2_train)
+        module.model.load_state_dict(state)
+        curve = record["curve"]
         right = right_id(module, dm, eval_batch, held_out, seed, frame_file(args, f"s{seed}_stage2_{kind}"))
         result["stage2"][kind] = {
             "routing_accuracy": curve,
@@ -364,6 +434,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=int, default=64, help="frame height = width in pixels (64: 4 x 4 tokens)")
     p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="folder keeping the backbone, stage 1 and each arm (reused when the arguments match)",
+    )
     args = p.parse_args(argv)
     start = time.time()
     if args.frames is not None:

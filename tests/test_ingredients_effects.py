@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).parents[1] / "benchmarks" / "ingredients_routing.py"
 
@@ -35,3 +37,26 @@ def test_routing_loss_trains_the_router_and_stage1_faces_match_their_references(
     # paper's 3000 / 2000 steps (results/ingredients_routing_paper_steps.json, docs/methods/ingredients.md),
     # nor reachable at --size 128: there too swapping only the routed features leaves the right-ID
     # fraction (results/ingredients_routing_size128_stage1*.json), so stage 2 was not run at 128
+
+
+def test_keep_reuses_a_phase_and_refuses_one_trained_otherwise(tmp_path):
+    """--keep: a kept phase comes back bit for bit without retraining; other arguments are refused."""
+    spec = importlib.util.spec_from_file_location("ingredients_routing", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(keep=tmp_path)
+    weight = torch.randn(3, 4)
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"w": weight, "tied": weight}, {"loss_last": 0.5}
+
+    state, record = bench.kept(args, 0, "stage1", {"stage1_steps": 10, "keep": tmp_path}, make)
+    again, record_again = bench.kept(args, 0, "stage1", {"stage1_steps": 10, "keep": tmp_path}, make)
+    assert len(calls) == 1 and record_again == record == {"loss_last": 0.5}
+    assert torch.equal(again["w"], weight) and torch.equal(again["tied"], weight)
+    assert sorted(p.name for p in (tmp_path / "seed0").iterdir()) == ["stage1.json", "stage1.safetensors"]
+    with pytest.raises(SystemExit, match=r"seed0/stage1\.json: .*'stage1_steps': \(10, 20\)"):
+        bench.kept(args, 0, "stage1", {"stage1_steps": 20, "keep": tmp_path}, make)
+    assert len(calls) == 1
