@@ -21,7 +21,8 @@ ceiling (ground truth through the codec) and the ground truth against another cl
 inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
 AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
 the world (`--seeds` change only the model's seed: every seed sees the same clips and split);
-`--keep DIR`: the backbone, stage 1 and each arm are saved (safetensors + record) and reused by a later
+`--stage1-routing labels`: stage 1 routes each face token by its ID label (the
+`method.stage1_routing` knob; default `router`, the model as built); `--keep DIR`: the backbone, stage 1 and each arm are saved (safetensors + record) and reused by a later
 run with the same arguments, so new probes or arms need not retrain hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed; no stage 2: 0).
@@ -112,7 +113,13 @@ def plain_face_captions(dataset) -> None:
 
 
 def stage(args, seed: int, run_dir: Path, n: int, *extra: str):
-    over = [f"exp=ingredients_stage{n}", "method.max_ids=3", f"method.eval_steps={args.eval_steps}", *extra]
+    over = [
+        f"exp=ingredients_stage{n}",
+        "method.max_ids=3",
+        f"method.eval_steps={args.eval_steps}",
+        f"method.stage1_routing={args.stage1_routing}",
+        *extra,
+    ]
     return build(args, seed, run_dir, over)
 
 
@@ -149,7 +156,7 @@ KEEP_BACKBONE = (
     "pool", "clips", "eval_clips", "min_faces", "heads", "head_dim", "size", "world_seed", "plain_captions",
     "batch", "pre_steps", "pre_lr",
 )  # fmt: skip
-KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every")
+KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every", "stage1_routing")
 KEEP_STAGE2 = ("stage2_steps", "eval_every")
 
 
@@ -433,6 +440,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--size", type=int, default=64, help="frame height = width in pixels (64: 4 x 4 tokens)")
     p.add_argument("--min-faces", type=int, default=2, help="IDs per clip at least (2 or 3; at most 3)")
+    p.add_argument(
+        "--stage1-routing",
+        choices=("router", "labels"),
+        default="router",
+        help="method.stage1_routing: stage 1 routes face tokens by the router as built, or by their ID labels",
+    )
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     p.add_argument(
         "--keep",

@@ -80,6 +80,23 @@ def test_router_logits_shape_and_masking_for_one_two_three_ids_in_one_batch():
     assert torch.equal(router(hidden, faces2)[1, :, :2], logits[1, :, :2])
 
 
+def test_forced_routing_gives_labelled_tokens_their_id_and_leaves_the_rest_to_the_router():
+    """method.stage1_routing=labels: a token labelled n gets ID n's feature; -1 tokens the router's."""
+    torch.manual_seed(0)
+    features, logits = torch.randn(3, 3, 10, 16), torch.randn(3, 10, 3)
+    forced = torch.full((3, 10), -1)
+    forced[:, :4] = torch.tensor([0, 1, 1, 0])
+    forced[2, 4] = 2
+    for mode in ("argmax", "softmax"):
+        plain = route(features, logits, VALID3, mode)
+        assert torch.equal(route(features, logits, VALID3, mode, torch.full((3, 10), -1)), plain)
+        f_bar = route(features, logits, VALID3, mode, forced)
+        labelled = forced >= 0
+        assert torch.equal(f_bar[~labelled], plain[~labelled])
+        for b, token in labelled.nonzero().tolist():
+            assert torch.equal(f_bar[b, token], features[b, forced[b, token], token])
+
+
 def test_router_sqrt_d_and_single_linear_knobs():
     torch.manual_seed(0)
     plain = IDRouter(16, 24, 4, 32, mlp=False, sqrt_d=False)

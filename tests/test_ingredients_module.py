@@ -75,6 +75,22 @@ def test_stage1_trains_projector_cross_attention_and_lora_not_the_router(setup):
     assert "routing_loss" not in extra  # Eq. 5 is stage 2's
 
 
+def test_stage1_routing_labels_routes_face_tokens_by_their_label_in_stage1_only(setup):
+    """method.stage1_routing=labels (a knob, off by default): stage 1's labelled tokens get their ID."""
+    module, _, batch = setup("method.stage1_routing=labels", "method.face_dropout=false", stage=1)
+    forced = module.stage1_route_labels(batch)
+    assert torch.equal(forced, batch.extras[LABELS]) and (forced >= 0).any()
+    seen = {}
+    first = next(iter(module.model.injections.values()))
+    handle = first.register_forward_hook(lambda m, args, out: seen.update(forced=args[4]))
+    module.compute_loss(batch, module.step_generator(0))
+    handle.remove()
+    assert torch.equal(seen["forced"], batch.extras[LABELS])
+    # default and stage 2: the router everywhere
+    assert setup(stage=1)[0].stage1_route_labels(batch) is None
+    assert setup("method.stage1_routing=labels", stage=2)[0].stage1_route_labels(batch) is None
+
+
 def test_face_dropout_draws_global_local_and_complete(setup):
     module, _, batch = setup(stage=1, batch=2)
     kinds = set()

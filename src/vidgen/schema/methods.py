@@ -136,6 +136,9 @@ class IngredientsMethod(Section):
     routing_weight: float = Field(ge=0, description="a number >= 0 (lambda of Eq. 5)")
     labels: Literal["seg", "box"] = Field(description="seg or box (Table 2 router supervision)")
     lora: dict = Field(description="{rank, alpha, targets}")
+    stage1_routing: Literal["router", "labels"] = Field(
+        description="router (stage 1 routes with the router as built) or labels (face tokens by their ID label)"
+    )
     face_dropout: bool = Field(description="true or false (stage-1 global/local/complete dropout)")
     composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
     eval_samples: int = Field(ge=0, description="an integer >= 0")

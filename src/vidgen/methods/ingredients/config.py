@@ -28,6 +28,7 @@ class IngredientsConfig:
     routing_weight: float  # lambda of Eq. 5
     labels: str  # seg | box
     lora: dict  # rank, alpha, targets
+    stage1_routing: str  # router | labels: how stage 1 routes the face tokens (module.stage1_route_labels)
     face_dropout: bool
     composite: str  # before | after (Table 2)
     eval_samples: int
@@ -44,6 +45,7 @@ class IngredientsConfig:
             (self.routing_loss in ROUTING_LOSSES, f"method.routing_loss must be one of {ROUTING_LOSSES}"),
             (self.routing_weight >= 0, "method.routing_weight (lambda) must be >= 0"),
             (self.labels in ("seg", "box"), "method.labels must be seg or box"),
+            (self.stage1_routing in ("router", "labels"), "method.stage1_routing must be router or labels"),
             (self.composite in ("before", "after"), "method.composite must be before or after"),
             (self.sampler in SAMPLERS, f"method.sampler must be one of {', '.join(SAMPLERS)}"),
             (set(self.tiny) <= set(SECTIONS), f"method.tiny may only resize {', '.join(SECTIONS)}"),

@@ -27,7 +27,8 @@ class IngredientsCogVideoX(CogVideoXBackbone):
 
     faces [B, N, Q, kv_dim]: face tokens per ID (``project`` of the extractor outputs; padded IDs
     any value); face_valid [B, N] bool; face_keep [B] (0 drops the local faces of a sample: the
-    stage-1 dropout; default 1). Without faces the injections are skipped (the backbone with its
+    stage-1 dropout; default 1); route_labels [B, L] (``method.stage1_routing=labels``: face tokens take
+    their labelled ID, -1 tokens the router's; default None: the router everywhere). Without faces the injections are skipped (the backbone with its
     LoRA). ``routing_logits`` holds, after a forward with faces, one [B, L, N] per routed block.
     """
 
@@ -66,7 +67,7 @@ class IngredientsCogVideoX(CogVideoXBackbone):
             }
         )
         self.projector = projector  # the Q-Former (Sec. 3.2); None when faces come projected
-        self._faces: tuple[Tensor, Tensor, Tensor] | None = None
+        self._faces: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
         self._logits: dict[int, Tensor] = {}
         for i in self.blocks:
             self.model.transformer_blocks[i].register_forward_hook(self._hook(i))
@@ -99,13 +100,14 @@ class IngredientsCogVideoX(CogVideoXBackbone):
         faces: Tensor | None = None,
         face_valid: Tensor | None = None,
         face_keep: Tensor | None = None,
+        route_labels: Tensor | None = None,
     ) -> Tensor:
         if (faces is None) != (face_valid is None):
             raise ValueError("IngredientsCogVideoX needs both faces and face_valid, or neither")
         self._logits = {}
         if faces is not None:
             keep = latents.new_ones(latents.shape[0]) if face_keep is None else face_keep.to(latents.dtype)
-            self._faces = (faces.to(latents.dtype), face_valid.bool(), keep)
+            self._faces = (faces.to(latents.dtype), face_valid.bool(), keep, route_labels)
         try:
             return super().forward(latents, timesteps, text_embeds, text_mask, image_latents)
         finally:

@@ -41,14 +41,19 @@ class PerceiverCrossAttention(nn.Module):
         return self.to_out(out)
 
 
-def route(features: Tensor, logits: Tensor, valid: Tensor, mode: str) -> Tensor:
+def route(features: Tensor, logits: Tensor, valid: Tensor, mode: str, forced: Tensor | None = None) -> Tensor:
     """F-bar of Eq. 3-4: per token, the feature of its ID.
 
     features [B, N, L, D], logits [B, L, N], valid [B, N] bool -> [B, L, D].
     ``argmax`` (paper): k* = argmax_k softmax(phi), F-bar = F~^{k*}; ``softmax`` (released code,
     facts C.4): sum_n softmax(phi)_n F~^n. Padded IDs get probability 0 in both.
+    ``forced`` [B, L] long (``method.stage1_routing=labels``): a token with forced >= 0 takes that
+    ID's feature whatever the router says; -1 leaves it to the router.
     """
     weights = masked_logits(logits, valid).float().softmax(-1)  # [B, L, N]
+    if forced is not None:
+        one_hot = torch.nn.functional.one_hot(forced.clamp(min=0), weights.shape[-1]).to(weights)
+        weights = torch.where((forced >= 0)[..., None], one_hot, weights)
     if mode == "softmax":
         return torch.einsum("bln,bnld->bld", weights.type_as(features), features)
     k_star = weights.argmax(-1)  # [B, L]
@@ -69,10 +74,12 @@ class FaceInjection(nn.Module):
         self.pca, self.router = pca, router
         self.face_scale, self.mode = face_scale, mode
 
-    def forward(self, hidden: Tensor, faces: Tensor, valid: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-        """hidden [B, L, dim], faces [B, N, Q, kv], valid [B, N], keep [B] (0: local faces dropped)
-        -> (H~ [B, L, dim], logits [B, L, N])."""
+    def forward(
+        self, hidden: Tensor, faces: Tensor, valid: Tensor, keep: Tensor, forced: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """hidden [B, L, dim], faces [B, N, Q, kv], valid [B, N], keep [B] (0: local faces dropped),
+        forced [B, L] (``route``; None: the router alone) -> (H~ [B, L, dim], logits [B, L, N])."""
         features = self.pca(faces, hidden)  # [B, N, L, dim]
         logits = self.router(hidden, faces)  # [B, L, N]
-        f_bar = route(features, logits, valid, self.mode)  # [B, L, dim]
+        f_bar = route(features, logits, valid, self.mode, forced)  # [B, L, dim]
         return hidden + self.face_scale * keep[:, None, None] * f_bar, logits

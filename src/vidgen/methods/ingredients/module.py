@@ -121,6 +121,21 @@ class IngredientsModule(DiffusionModule):
         keep_global = (choice != LOCAL_ONLY).to(image.dtype)
         return keep_local, image * keep_global.view(-1, 1, 1, 1, 1)
 
+    def stage1_route_labels(self, batch: VideoBatch) -> Tensor | None:
+        """``method.stage1_routing=labels``: stage 1's face tokens routed by their ID label, not the router.
+
+        The paper is silent on how stage 1 routes (Sec. 3.3 trains the router only in stage 2). The
+        default (``router``) uses the model as built: the router, random and frozen, so a face token
+        gets the features of an ID unrelated to the face there, and stage 1 can teach the features
+        only which IDs a clip has, not which ID belongs where (docs/methods/ingredients.md, "stage-1
+        routing"). ``labels`` gives each labelled token its own ID's features (background tokens keep
+        the router's choice, as at inference), so stage 1 binds an ID's features to where it is
+        painted and stage 2's router has a binding to serve. Training only: sampling always routes
+        with the router. None in stage 2 and with ``router``."""
+        if self.hp.stage != 1 or self.hp.stage1_routing != "labels":
+            return None
+        return batch.extras[LABELS]
+
     # ----------------------------------------------------------------------------- training
     def compute_loss(self, batch: VideoBatch, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         """L_diff (Eq. 1, the backbone's v-objective) + lambda * L_route (Eq. 5, stage 2)."""
@@ -130,7 +145,10 @@ class IngredientsModule(DiffusionModule):
         x_t = self.objective.add_noise(x0, noise, t)
         text, mask = self.drop_text(batch.text_embeds, batch.text_mask, gen)
         keep, image = self.face_dropout(batch, gen)
-        pred = self.model(x_t, t, text, mask, image, **self.face_inputs(batch), face_keep=keep)
+        forced = self.stage1_route_labels(batch)
+        pred = self.model(
+            x_t, t, text, mask, image, **self.face_inputs(batch), face_keep=keep, route_labels=forced
+        )
         l_diff = self.objective.loss(pred.float(), x0.float(), noise.float(), x_t.float(), t).mean()
         logits, labels, valid = self.model.routing_logits, batch.extras[LABELS], batch.extras[ID_VALID].bool()
         extra = {"diff_loss": l_diff.detach(), "routing_accuracy": routing_accuracy(logits, labels, valid)}
