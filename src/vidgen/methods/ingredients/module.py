@@ -127,8 +127,8 @@ class IngredientsModule(DiffusionModule):
         The paper is silent on how stage 1 routes (Sec. 3.3 trains the router only in stage 2). The
         default (``router``) uses the model as built: the router, random and frozen, so a face token
         gets the features of an ID unrelated to the face there, and stage 1 can teach the features
-        only which IDs a clip has, not which ID belongs where (docs/methods/ingredients.md, "stage-1
-        routing"). ``labels`` gives each labelled token its own ID's features (background tokens keep
+        only which IDs a clip has, not which ID belongs where (docs/methods/ingredients.md, "Scaled
+        protocol"). ``labels`` gives each labelled token its own ID's features (background tokens keep
         the router's choice, as at inference), so stage 1 binds an ID's features to where it is
         painted and stage 2's router has a binding to serve. Training only: sampling always routes
         with the router. None in stage 2 and with ``router``."""
