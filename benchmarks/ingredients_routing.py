@@ -22,8 +22,9 @@ inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--
 AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
 the world (`--seeds` change only the model's seed: every seed sees the same clips and split);
 `--stage1-routing labels`: stage 1 routes each face token by its ID label (the
-`method.stage1_routing` knob; default `router`, the model as built); `--keep DIR`: the backbone, stage 1 and each arm are saved (safetensors + record) and reused by a later
-run with the same arguments, so new probes or arms need not retrain hours of earlier phases.
+`method.stage1_routing` knob; default `router`, the model as built); `--keep DIR`: the backbone,
+stage 1 and each arm are saved (safetensors + record) and reused by a later run with the same
+arguments, so new probes or arms need not retrain hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed; no stage 2: 0).
 """
@@ -187,10 +188,10 @@ def kept(args, seed: int, name: str, fingerprint: dict, make) -> tuple[dict, dic
         return load_file(str(weights)), kept_run["record"]
     state, record = make()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_suffix(".tmp")
+    tmp = folder / f"{name}.safetensors.tmp"
     save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(tmp))
     tmp.replace(weights)
-    tmp = record_file.with_suffix(".tmp")
+    tmp = folder / f"{name}.json.tmp"
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "record": record}, indent=2) + "\n")
     tmp.replace(record_file)
     return state, record

@@ -27,9 +27,9 @@ class IngredientsCogVideoX(CogVideoXBackbone):
 
     faces [B, N, Q, kv_dim]: face tokens per ID (``project`` of the extractor outputs; padded IDs
     any value); face_valid [B, N] bool; face_keep [B] (0 drops the local faces of a sample: the
-    stage-1 dropout; default 1); route_labels [B, L] (``method.stage1_routing=labels``: face tokens take
-    their labelled ID, -1 tokens the router's; default None: the router everywhere). Without faces the injections are skipped (the backbone with its
-    LoRA). ``routing_logits`` holds, after a forward with faces, one [B, L, N] per routed block.
+    stage-1 dropout; default 1); route_labels [B, L] (``method.stage1_routing=labels``: face tokens
+    take their labelled ID, -1 tokens the router's; default None: the router everywhere). Without
+    faces the injections are skipped (the backbone with its LoRA). ``routing_logits`` holds, after a forward with faces, one [B, L, N] per routed block.
     """
 
     def __init__(
