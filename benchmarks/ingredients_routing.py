@@ -22,7 +22,9 @@ inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--
 AdamW, as a stage-2 arm); `--stage2-steps 0`: stage 1 only; `--size`, `--min-faces`, `--world-seed`:
 the world (`--seeds` change only the model's seed: every seed sees the same clips and split);
 `--stage1-routing labels`: stage 1 routes each face token by its ID label (the
-`method.stage1_routing` knob; default `router`, the model as built); `--keep DIR`: the backbone,
+`method.stage1_routing` knob; default `router`, the model as built); `--composite none`: a zero image
+latent in stages 1 and 2 and at inference (the `method.composite` knob), so the faces reach the DiT
+only through the routed features and the canvas cannot carry the identities; `--keep DIR`: the backbone,
 stage 1 and each arm are saved (safetensors + record) and reused by a later run with the same
 arguments, so new probes or arms need not retrain hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
@@ -119,6 +121,7 @@ def stage(args, seed: int, run_dir: Path, n: int, *extra: str):
         "method.max_ids=3",
         f"method.eval_steps={args.eval_steps}",
         f"method.stage1_routing={args.stage1_routing}",
+        f"method.composite={args.composite}",
         *extra,
     ]
     return build(args, seed, run_dir, over)
@@ -157,7 +160,7 @@ KEEP_BACKBONE = (
     "pool", "clips", "eval_clips", "min_faces", "heads", "head_dim", "size", "world_seed", "plain_captions",
     "batch", "pre_steps", "pre_lr",
 )  # fmt: skip
-KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every", "stage1_routing")
+KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every", "stage1_routing", "composite")
 KEEP_STAGE2 = ("stage2_steps", "eval_every")
 
 
@@ -446,6 +449,13 @@ def main(argv: list[str] | None = None) -> dict:
         choices=("router", "labels"),
         default="router",
         help="method.stage1_routing: stage 1 routes face tokens by the router as built, or by their ID labels",
+    )
+    p.add_argument(
+        "--composite",
+        choices=("before", "after", "none"),
+        default="before",
+        help="method.composite: the canvas of reference crops as image latent (before, Table 2), or none "
+        "(zero image latent: the routed features are the only way the faces reach the DiT)",
     )
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     p.add_argument(

@@ -236,6 +236,9 @@ def test_composite_before_and_after_the_vae_have_the_i2v_latent_shape():
     # after: 8 latent columns shared 3 / 3 / 2, each tile its own VAE pass holding one face
     tile = codec.encode(compose_canvas(crops[2:], 64, 16, 48)[None, :, None])[0]
     assert torch.allclose(after[..., 6:], tile) and not torch.allclose(after, before)
+    # none (diagnostic knob): the same shape, no content, so the faces reach the DiT only as routed features
+    none = composite_latents(crops, codec, 64, 64, 8, "none")
+    assert none.shape == before.shape and not none.any()
 
 
 def test_t2v_init_copies_the_t2v_weights_and_zeroes_the_image_channels():

@@ -140,7 +140,9 @@ class IngredientsMethod(Section):
         description="router (stage 1 routes with the router as built) or labels (face tokens by their ID label)"
     )
     face_dropout: bool = Field(description="true or false (stage-1 global/local/complete dropout)")
-    composite: Literal["before", "after"] = Field(description="before or after the VAE (Table 2)")
+    composite: Literal["before", "after", "none"] = Field(
+        description="before or after the VAE (Table 2), or none (zero image latent: diagnostic knob)"
+    )
     eval_samples: int = Field(ge=0, description="an integer >= 0")
     eval_steps: int = Field(ge=0, description="an integer >= 0 (0: no generation in evaluate)")
     sampler: Literal["dpm", "cogvideox_dpm", "ddim"] = Field(

@@ -30,7 +30,7 @@ class IngredientsConfig:
     lora: dict  # rank, alpha, targets
     stage1_routing: str  # router | labels: how stage 1 routes the face tokens (module.stage1_route_labels)
     face_dropout: bool
-    composite: str  # before | after (Table 2)
+    composite: str  # before | after (Table 2) | none (zero image latent; diagnostic, composite.py)
     eval_samples: int
     eval_steps: int  # sampler steps of evaluate()'s generations (0: no generation)
     sampler: str  # dpm | cogvideox_dpm | ddim: the inference scheduler (Sec. 4.1, sampler.py)
@@ -46,7 +46,7 @@ class IngredientsConfig:
             (self.routing_weight >= 0, "method.routing_weight (lambda) must be >= 0"),
             (self.labels in ("seg", "box"), "method.labels must be seg or box"),
             (self.stage1_routing in ("router", "labels"), "method.stage1_routing must be router or labels"),
-            (self.composite in ("before", "after"), "method.composite must be before or after"),
+            (self.composite in ("before", "after", "none"), "method.composite must be before, after or none"),
             (self.sampler in SAMPLERS, f"method.sampler must be one of {', '.join(SAMPLERS)}"),
             (set(self.tiny) <= set(SECTIONS), f"method.tiny may only resize {', '.join(SECTIONS)}"),
         ]
