@@ -24,7 +24,10 @@ the world (`--seeds` change only the model's seed: every seed sees the same clip
 `--stage1-routing labels`: stage 1 routes each face token by its ID label (the
 `method.stage1_routing` knob; default `router`, the model as built); `--composite none`: a zero image
 latent in stages 1 and 2 and at inference (the `method.composite` knob), so the faces reach the DiT
-only through the routed features and the canvas cannot carry the identities; `--keep DIR`: the backbone,
+only through the routed features and the canvas cannot carry the identities; `--init t2v`: the
+stand-in backbone is a T2V twin (trained as `ft_cogvideox` on `cogvideox-5b`) loaded as Table 2's "T2V
+init" loads CogVideoX-5B (`method.init.dit=t2v`: image-latent channels zero and frozen, so the
+canvas adds nothing); `--keep DIR`: the backbone,
 stage 1 and each arm are saved (safetensors + record) and reused by a later run with the same
 arguments, so new probes or arms need not retrain hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
@@ -54,6 +57,7 @@ from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
 from vidgen.methods.ingredients.routing_maps import save_png
+from vidgen.methods.ingredients.t2v_init import PATCH
 from vidgen.train import build_datamodule
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -122,6 +126,7 @@ def stage(args, seed: int, run_dir: Path, n: int, *extra: str):
         f"method.eval_steps={args.eval_steps}",
         f"method.stage1_routing={args.stage1_routing}",
         f"method.composite={args.composite}",
+        f"method.init.dit={args.init}",
         *extra,
     ]
     return build(args, seed, run_dir, over)
@@ -147,9 +152,21 @@ def train(module, samples, steps: int, lr: float, args, seed: int, on_eval=None,
 
 
 def load_backbone(module: IngredientsModule, state: dict) -> None:
-    """The pretrained DiT weights into the Ingredients model (peft keeps them under ``base_layer``)."""
+    """The pretrained DiT weights into the Ingredients model (peft keeps them under ``base_layer``).
+
+    A T2V backbone (``--init t2v``) goes in as ``init_from_t2v`` puts CogVideoX-5B into the I2V
+    architecture: the patch embedding's image-latent channels zero, the I2V learned positional
+    embedding (absent from T2V) as initialised."""
     target = module.model.model.state_dict()
-    source = {k: state[k.replace(".base_layer", "")] for k in target if "lora_" not in k}
+    source = {}
+    for key, value in target.items():
+        plain = key.replace(".base_layer", "")
+        if "lora_" in key or (plain not in state and plain == "patch_embed.pos_embedding"):
+            continue
+        weight = state[plain]
+        if plain == PATCH and weight.shape[1] * 2 == value.shape[1]:  # T2V: image channels start at 0
+            weight = torch.cat([weight, torch.zeros_like(weight)], dim=1)
+        source[key] = weight
     missing = set(state) - {k.replace(".base_layer", "") for k in source}
     assert not missing, f"pretrained weights not used: {sorted(missing)[:3]}"
     module.model.model.load_state_dict(source, strict=False)
@@ -158,7 +175,7 @@ def load_backbone(module: IngredientsModule, state: dict) -> None:
 # --keep: the arguments each kept phase's weights depend on (a kept phase trained otherwise is refused)
 KEEP_BACKBONE = (
     "pool", "clips", "eval_clips", "min_faces", "heads", "head_dim", "size", "world_seed", "plain_captions",
-    "batch", "pre_steps", "pre_lr",
+    "batch", "pre_steps", "pre_lr", "init",
 )  # fmt: skip
 KEEP_STAGE1 = ("stage1_steps", "lr", "eval_steps", "stage1_eval_every", "stage1_routing", "composite")
 KEEP_STAGE2 = ("stage2_steps", "eval_every")
@@ -286,8 +303,9 @@ def references_check(dm, indices, seed: int) -> dict:
 
 
 def run_seed(args, seed: int, tmp: Path) -> dict:
+    backbone_name = "cogvideox-5b-i2v" if args.init == "i2v" else "cogvideox-5b"
     pre, pre_dm = build(
-        args, seed, tmp / "pre", ["exp=ft_cogvideox", "backbone=cogvideox-5b-i2v"], FineTuneModule
+        args, seed, tmp / "pre", ["exp=ft_cogvideox", f"backbone={backbone_name}"], FineTuneModule
     )
     multi = [i for i in range(args.pool) if len(pre_dm.dataset.clip(i).face_ids) >= args.min_faces]
     if len(multi) < args.clips + args.eval_clips:
@@ -456,6 +474,13 @@ def main(argv: list[str] | None = None) -> dict:
         default="before",
         help="method.composite: the canvas of reference crops as image latent (before, Table 2), or none "
         "(zero image latent: the routed features are the only way the faces reach the DiT)",
+    )
+    p.add_argument(
+        "--init",
+        choices=("i2v", "t2v"),
+        default="i2v",
+        help="the stand-in backbone: an I2V twin (first frame as image latent; default) or a T2V twin put "
+        "into the I2V DiT with zero image channels (method.init.dit=t2v, Table 2 'T2V init')",
     )
     p.add_argument("--frames", type=Path, default=None, help="folder for PNGs of the generations")
     p.add_argument(

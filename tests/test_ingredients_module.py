@@ -125,6 +125,15 @@ def test_t2v_backbone_is_refused_with_the_fix(setup):
         setup("backbone=cogvideox-5b", stage=1)
 
 
+def test_t2v_init_follows_a_widened_tiny_twin(setup):
+    # init.dit=t2v builds its T2V twin with backbone.tiny_config, as the I2V twin is built
+    module, _, _ = setup(
+        "method.init.dit=t2v", "+backbone.tiny_config={num_attention_heads:4,attention_head_dim:32}", batch=0
+    )
+    weight = dict(module.model.model.named_parameters())["patch_embed.proj.weight"]
+    assert weight.shape == (128, 32, 2, 2) and not weight[:, 16:].any() and weight[:, :16].any()
+
+
 def test_stage2_init_from_loads_stage1_weights_and_refuses_other_runs(setup, tmp_path):
     stage1, _, _ = setup(stage=1, batch=0)
     with torch.no_grad():

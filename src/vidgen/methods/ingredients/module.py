@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig
 from torch import Tensor, nn
 
@@ -71,7 +71,9 @@ class IngredientsModule(DiffusionModule):
             )
         backbone = super().build_model(cfg, spec)
         if hp.init["dit"] == "t2v":
-            init_from_t2v(backbone.model, str(cfg.backbone.size), hp.init.get("t2v_weights"))
+            tiny = cfg.backbone.get("tiny_config")  # the T2V twin sized as the I2V one
+            tiny = OmegaConf.to_container(tiny) if tiny is not None else None
+            init_from_t2v(backbone.model, str(cfg.backbone.size), hp.init.get("t2v_weights"), tiny)
         # LoRA of the DiT (Sec. 3.3), peft through diffusers' PeftAdapterMixin; lora_B starts at 0
         backbone.model.add_adapter(
             LoraConfig(

@@ -19,15 +19,20 @@ T2V = "cogvideox-5b"
 PATCH = "patch_embed.proj.weight"
 
 
-def init_from_t2v(i2v: nn.Module, size: str, weights: str | None) -> list[str]:
-    """Copy the T2V weights (``weights``: a CogVideoX-5B folder; tiny: a random tiny T2V twin) into the
-    I2V diffusers model ``i2v``; returns the I2V keys left as initialised."""
+def init_from_t2v(
+    i2v: nn.Module, size: str, weights: str | None, tiny_config: dict | None = None
+) -> list[str]:
+    """Copy the T2V weights (``weights``: a CogVideoX-5B folder; tiny: a random tiny T2V twin, sized by
+    ``backbone.tiny_config`` as the I2V twin is) into the I2V diffusers model ``i2v``; returns the
+    I2V keys left as initialised."""
     if size == "real" and not weights:
         raise ConfigError(
             "method.init.dit=t2v needs method.init.t2v_weights=FOLDER (a CogVideoX-5B diffusers folder or its "
             "transformer/); or method.init.dit=i2v"
         )
-    source = build_backbone(T2V, size=size, weights=weights if size == "real" else None).model.state_dict()
+    source = build_backbone(
+        T2V, size=size, weights=weights if size == "real" else None, tiny_config=tiny_config or None
+    ).model.state_dict()
     target, kept = i2v.state_dict(), []
     with torch.no_grad():
         for key, value in target.items():
