@@ -227,6 +227,20 @@ def bootstrap(right: torch.Tensor, total: torch.Tensor, seed: int, n: int = 2000
     return [float(ratios.quantile(0.025)), float(ratios.quantile(0.975))]
 
 
+def clip_bootstrap(arms: list[list[list[int]]], seed: int, n: int = 2000) -> list[list[float]]:
+    """95 % intervals over *clips* drawn with replacement (a clip's face regions are correlated, so
+    this is wider than the interval over regions): per arm, and with two arms scored on the same
+    clips, of their difference (paired: the same clips drawn for both)."""
+    counts = torch.tensor(arms, dtype=torch.float64)  # [A, clips, 2]
+    idx = torch.randint(
+        0, counts.shape[1], (n, counts.shape[1]), generator=torch.Generator().manual_seed(seed)
+    )
+    drawn = counts[:, idx]  # [A, n, clips, 2]
+    ratios = drawn[..., 0].sum(-1) / drawn[..., 1].sum(-1).clamp(min=1)  # [A, n]
+    rows = list(ratios) + ([ratios[0] - ratios[1]] if len(arms) == 2 else [])
+    return [[float(r.quantile(0.025)), float(r.quantile(0.975))] for r in rows]
+
+
 def right_id(
     module, dm, batch, indices, seed: int, frames: Path | None = None, refs=None, videos=None
 ) -> dict:
@@ -246,8 +260,9 @@ def right_id(
         module.train()
     clips = [dm.dataset.clip(i) for i in indices]
     refs = [c.face_ids for c in clips] if refs is None else refs
-    right, wrong, total, other = [], [], [], []
+    right, wrong, total, other, per_clip = [], [], [], [], []
     for i, (video, clip, r) in enumerate(zip(videos, clips, refs)):
+        start = len(total)
         for votes in region_votes(video, clip.background, MIN_PIXELS):
             right.append(greedy_match(votes, r))
             shifts = [greedy_match(votes, (r + s) % NUM_IDENTITIES) for s in range(1, NUM_IDENTITIES)]
@@ -257,6 +272,10 @@ def right_id(
             other.append(
                 torch.stack([greedy_match(votes, refs[(i + s) % len(refs)]) for s in range(1, len(refs))])
             )
+        mine = slice(start, len(total))  # this clip's regions: right and total pixels
+        per_clip.append(
+            [int(sum(int(x.sum()) for x in right[mine])), int(sum(int(x.sum()) for x in total[mine]))]
+        )
     right, wrong, total = torch.cat(right), torch.cat(wrong), torch.cat(total)
     other = torch.cat(other, 1).sum(1).double() / max(int(total.sum()), 1)  # [B - 1]
     if frames is not None:  # rows: generated / ground truth of each clip; columns: every 2nd frame
@@ -273,6 +292,8 @@ def right_id(
         "excess_ci95": bootstrap(right.double() - wrong, total, seed),
         "other_clips": [round(float(x), 4) for x in other],
         "above_other_clips": int((other < int(right.sum()) / n).sum()),
+        "per_clip": per_clip,  # [right, total] face pixels per clip
+        "clip_ci95": clip_bootstrap([per_clip], seed)[0],
     }
 
 
@@ -417,11 +438,17 @@ def run_seed(args, seed: int, tmp: Path) -> dict:
         }
         print(f"seed {seed} stage 1 continued: right-ID {result['stage1_continued']['right_id']}", flush=True)
     ce, none = result["stage2"]["ce"], result["stage2"]["none"]
+    paired = clip_bootstrap([ce["right_id"]["per_clip"], none["right_id"]["per_clip"]], seed)
+    result["ce_minus_none"] = {
+        "right_id": ce["right_id"]["fraction"] - none["right_id"]["fraction"],
+        "clip_ci95": paired[2],  # paired over the held-out clips
+    }
     result["checks"] = {
         "ce_beats_none_routing": ce["routing_accuracy"][-1][1] > none["routing_accuracy"][-1][1],
         "ce_routing_rises": ce["routing_accuracy"][-1][1] > ce["routing_accuracy"][0][1],
         "stage1_right_id_above_chance": result["stage1"]["right_id"]["excess_ci95"][0] > 0,
         "ce_beats_none_right_id": ce["right_id"]["ci95"][0] > none["right_id"]["ci95"][1],
+        "ce_beats_none_right_id_clips": paired[2][0] > 0,
     }
     return result
 

@@ -60,3 +60,23 @@ def test_keep_reuses_a_phase_and_refuses_one_trained_otherwise(tmp_path):
     with pytest.raises(SystemExit, match=r"seed0/stage1\.json: .*'stage1_steps': \(10, 20\)"):
         bench.kept(args, 0, "stage1", {"stage1_steps": 20, "keep": tmp_path}, make)
     assert len(calls) == 1
+
+
+def test_clip_bootstrap_draws_whole_clips_and_pairs_two_arms():
+    """Intervals over clips (a clip's regions are correlated): one clip-level ratio per draw, and the
+    paired difference of two arms drawn on the same clips."""
+    spec = importlib.util.spec_from_file_location("ingredients_routing", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    same = [[5, 10]] * 6  # every clip 0.5: no spread
+    assert bench.clip_bootstrap([same], 0) == [[0.5, 0.5]]
+    better = [[8, 10]] * 6
+    (a, b, diff) = bench.clip_bootstrap([better, same], 0)
+    assert a == [0.8, 0.8] and b == [0.5, 0.5] and diff == pytest.approx([0.3, 0.3])
+    # one clip carries all the right pixels: drawn clips, not regions, so the interval reaches 0
+    lumpy = [[10, 10]] + [[0, 10]] * 5
+    low, high = bench.clip_bootstrap([lumpy], 0)[0]
+    assert low == 0.0 and high > 1 / 6
+    # paired: the arms move together clip by clip, so their difference does not spread
+    shifted = [[r + 1, t] for r, t in lumpy]
+    assert bench.clip_bootstrap([shifted, lumpy], 0)[2] == pytest.approx([0.1, 0.1])
