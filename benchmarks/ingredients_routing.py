@@ -15,7 +15,9 @@ steps and after each stage-2 arm: the held-out clips generated from caption + re
 `--eval-steps`, CFG 6), faces found in the generation and greedily matched to the references (as
 IngredientsModule.right_id_regions), with a 95 % bootstrap interval over face regions and the same
 generations' chance (references relabelled by every ID shift; `right_id`); beside it the codec
-ceiling (ground truth through the codec) and the ground truth against another clip's references.
+ceiling (ground truth through the codec) and the ground truth against another clip's references;
+`clip_ci95`: the interval over held-out clips instead (a clip's regions are correlated), and
+`ce_minus_none.clip_ci95` the paired interval of the arms' difference over the same clips.
 `--plain-captions` drops the faces' colour words, which name the IDs (see `plain_face_captions`).
 `--probe`: after stage 1 and each arm, which input carries the identity and what the router does at
 inference (ingredients_probe.py); `--stage1-control`: stage 1 trained on for `--stage2-steps` (fresh
@@ -27,9 +29,9 @@ latent in stages 1 and 2 and at inference (the `method.composite` knob), so the 
 only through the routed features and the canvas cannot carry the identities; `--init t2v`: the
 stand-in backbone is a T2V twin (trained as `ft_cogvideox` on `cogvideox-5b`) loaded as Table 2's "T2V
 init" loads CogVideoX-5B (`method.init.dit=t2v`: image-latent channels zero and frozen, so the
-canvas adds nothing); `--keep DIR`: the backbone,
-stage 1 and each arm are saved (safetensors + record) and reused by a later run with the same
-arguments, so new probes or arms need not retrain hours of earlier phases.
+canvas adds nothing); `--keep DIR`: the backbone, stage 1 and each arm are saved (safetensors +
+record) and reused by a later run with the same arguments, so new probes or arms need not retrain
+hours of earlier phases.
 Writes benchmarks/results/ingredients_routing.json; exits 1 unless ce ends with a higher routing
 accuracy than none and than its own start (every seed; no stage 2: 0).
 """
