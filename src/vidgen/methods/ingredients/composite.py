@@ -8,8 +8,10 @@ pixel space (the paper says only "concatenate the features at a latent space"; a
 ``none`` (a diagnostic knob, not in the paper): an all-zero image latent of the same shape, so the
 faces reach the DiT only through the routed features (Eq. 4). On the shapes world the I2V backbone
 copies the canvas and the identities come from it, which leaves the router nothing to decide
-(docs/methods/ingredients.md, "Why ce and none end at the same right-ID fraction"); with ``none``
-the routing loss's effect on the pixels (Table 3) can be measured in isolation.
+(docs/methods/ingredients.md, "Why ce and none end at the same right-ID fraction"); ``none`` takes
+the canvas away. Tried at the benchmark's small size only, where the I2V stand-in draws nothing
+without its image latent; Table 3's effect was measured with Table 2's T2V init instead, which keeps
+the canvas out as well ("Without the canvas").
 """
 
 from __future__ import annotations
