@@ -1,5 +1,5 @@
 """Shapes-world effects of Ingredients (benchmarks/ingredients_routing.py): ~3 CPU-minutes, and
-Table 3's direction in the pixels at the scaled T2V-init setting: ~22 CPU-minutes (both slow)."""
+Table 3's direction in the pixels at the scaled T2V-init setting: 28 min (both slow)."""
 
 from __future__ import annotations
 
