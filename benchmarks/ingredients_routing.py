@@ -59,7 +59,7 @@ from vidgen.eval.face_metrics import shapes_matched_identity
 from vidgen.methods.finetune import FineTuneModule
 from vidgen.methods.ingredients.module import IngredientsModule
 from vidgen.methods.ingredients.routing_maps import save_png
-from vidgen.methods.ingredients.t2v_init import PATCH
+from vidgen.methods.ingredients.t2v_init import copy_t2v_weights
 from vidgen.train import build_datamodule
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -157,21 +157,20 @@ def load_backbone(module: IngredientsModule, state: dict) -> None:
     """The pretrained DiT weights into the Ingredients model (peft keeps them under ``base_layer``).
 
     A T2V backbone (``--init t2v``) goes in as ``init_from_t2v`` puts CogVideoX-5B into the I2V
-    architecture: the patch embedding's image-latent channels zero, the I2V learned positional
-    embedding (absent from T2V) as initialised."""
-    target = module.model.model.state_dict()
-    source = {}
-    for key, value in target.items():
-        plain = key.replace(".base_layer", "")
-        if "lora_" in key or (plain not in state and plain == "patch_embed.pos_embedding"):
-            continue
-        weight = state[plain]
-        if plain == PATCH and weight.shape[1] * 2 == value.shape[1]:  # T2V: image channels start at 0
-            weight = torch.cat([weight, torch.zeros_like(weight)], dim=1)
-        source[key] = weight
-    missing = set(state) - {k.replace(".base_layer", "") for k in source}
-    assert not missing, f"pretrained weights not used: {sorted(missing)[:3]}"
-    module.model.model.load_state_dict(source, strict=False)
+    architecture (``copy_t2v_weights``: the image-latent channels zero, the I2V learned positional
+    embedding as initialised)."""
+    target = {
+        k.replace(".base_layer", ""): v for k, v in module.model.model.state_dict().items() if "lora_" not in k
+    }  # shares the model's storage: copies below write into the model
+    unused = set(state) - set(target)
+    assert not unused, f"pretrained weights not used: {sorted(unused)[:3]}"
+    if module.cfg.method.init.dit == "t2v":
+        copy_t2v_weights(target, state)
+        return
+    assert set(target) == set(state), f"DiT weights missing: {sorted(set(target) - set(state))[:3]}"
+    with torch.no_grad():
+        for key, value in state.items():
+            target[key].copy_(value)
 
 
 # --keep: the arguments each kept phase's weights depend on (a kept phase trained otherwise is refused)

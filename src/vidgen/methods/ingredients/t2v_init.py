@@ -10,7 +10,7 @@ positional embedding) keep their sin-cos initial value.
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vidgen.backbones import build_backbone
 from vidgen.errors import ConfigError
@@ -33,7 +33,14 @@ def init_from_t2v(
     source = build_backbone(
         T2V, size=size, weights=weights if size == "real" else None, tiny_config=tiny_config or None
     ).model.state_dict()
-    target, kept = i2v.state_dict(), []
+    return copy_t2v_weights(i2v.state_dict(), source)
+
+
+def copy_t2v_weights(target: dict[str, Tensor], source: dict[str, Tensor]) -> list[str]:
+    """Copy a T2V state dict into the I2V tensors of ``target`` in place (a module's ``state_dict()``
+    shares their storage); the patch embedding's image-latent channels are zeroed. Returns the
+    ``target`` keys the T2V model lacks (left as they are)."""
+    kept = []
     with torch.no_grad():
         for key, value in target.items():
             src = source.get(key)
